@@ -1,0 +1,37 @@
+GO       ?= go
+BIN      ?= fedgate
+FUZZTIME ?= 30s
+
+.PHONY: all build run test test-unit test-peers bench fuzz vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) .
+
+# Starts fedgate on the example config: push to :9095, scrape :9096/federate.
+run: build
+	./$(BIN) --config.file=examples/fedgate.yml --storage.path=data/ \
+		--web.listen-address=127.0.0.1:9095 --web.internal-listen-address=127.0.0.1:9096
+
+# Everything: unit tests, end-to-end tests against real Prometheus and
+# vmagent (installed first if missing), and every benchmark run once.
+test: test-peers
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
+
+test-unit:
+	$(GO) test -race -count=1 -short ./...
+
+test-peers:
+	@bash scripts/install-test-peers.sh
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -cpu=1 ./...
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeWriteRequest -fuzztime=$(FUZZTIME) ./fuzz/
+
+clean:
+	rm -rf $(BIN) data/

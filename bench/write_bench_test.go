@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedgate/fedgate/gateway"
+	"github.com/fedgate/fedgate/gateway/config"
+	"github.com/fedgate/fedgate/gateway/remotewrite"
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+var benchNow = time.UnixMilli(1_700_000_000_000)
+
+func marshal(b *testing.B, series int) []byte {
+	raw, err := KubernetesRequest(series, benchNow.UnixMilli()).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkDecode is the decoder alone on an uncompressed request.
+func BenchmarkDecode(b *testing.B) {
+	for _, n := range []int{100, 2000} {
+		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
+			raw := marshal(b, n)
+			var req remotewrite.Request
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if err := req.Unmarshal(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
+		})
+	}
+}
+
+// BenchmarkWriteHandler is one whole request through the handler in
+// steady state (every series already held): auth, snappy, decode,
+// validate, stamp, pack, head update, answer.
+func BenchmarkWriteHandler(b *testing.B) {
+	for _, n := range []int{100, 2000} {
+		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
+			body := snappy.Encode(nil, marshal(b, n))
+			h, hd := newHandler(b)
+			send := func() {
+				r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+				r.Header.Set("Content-Type", "application/x-protobuf")
+				r.Header.Set("Content-Encoding", "snappy")
+				r.Header.Set("Authorization", "Bearer bench-token")
+				w := discardWriter{}
+				h.ServeHTTP(&w, r)
+				if w.code != http.StatusNoContent {
+					b.Fatalf("status %d", w.code)
+				}
+			}
+			send()
+			if hd.NumSeries() != n {
+				b.Fatalf("%d series held, want %d", hd.NumSeries(), n)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				send()
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
+		})
+	}
+}
+
+// BenchmarkHeadAppend is the head update alone, for packed label sets.
+func BenchmarkHeadAppend(b *testing.B) {
+	req := KubernetesRequest(2000, benchNow.UnixMilli())
+	batch := &head.Batch{Tenant: "bench"}
+	for _, ts := range req.Timeseries {
+		var lbls []byte
+		for _, l := range ts.Labels {
+			lbls = head.AppendLabel(lbls, l.Name, l.Value)
+		}
+		batch.Series = append(batch.Series, head.BatchSeries{Labels: lbls, Samples: []head.Sample{{T: benchNow.UnixMilli(), V: 1}}})
+	}
+	hd := head.New(head.Options{Retention: time.Hour, Now: func() time.Time { return benchNow }}, nil)
+	ctx := context.Background()
+	_ = hd.Append(ctx, batch)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = hd.Append(ctx, batch)
+	}
+	b.ReportMetric(float64(2000*b.N)/b.Elapsed().Seconds(), "samples/s")
+}
+
+func newHandler(b *testing.B) (*gateway.WriteHandler, *head.Head) {
+	f, err := config.Parse([]byte("tenants: [{id: bench, token: bench-token}]"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := gateway.NewSettings(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := func() time.Time { return benchNow }
+	hd := head.New(head.Options{Retention: time.Hour, Now: now}, nil)
+	return gateway.NewWriteHandler(s, hd, now, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), hd
+}
+
+type discardWriter struct {
+	hdr  http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header {
+	if w.hdr == nil {
+		w.hdr = http.Header{}
+	}
+	return w.hdr
+}
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }

@@ -1,0 +1,273 @@
+package config
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultClusterLabel is the label stamped on every series when the file
+// does not name one.
+const DefaultClusterLabel = "cluster_id"
+
+// File is the whole configuration file.
+type File struct {
+	ClusterLabel string   `yaml:"cluster_label"`
+	Tenants      []Tenant `yaml:"tenants"`
+	Limits       Limits   `yaml:"limits"`
+	Storage      Storage  `yaml:"storage"`
+	Ring         Ring     `yaml:"ring"`
+
+	// Allowlist, RelabelConfigs and Anonymize are part of the file format
+	// but not yet applied; Validate refuses a file that sets them rather
+	// than ignore them silently.
+	Allowlist      []string  `yaml:"allowlist"`
+	RelabelConfigs []any     `yaml:"relabel_configs"`
+	Anonymize      yaml.Node `yaml:"anonymize"`
+}
+
+// Tenant is one cluster allowed to push. Exactly one of Token and
+// TokenSHA256 is set.
+type Tenant struct {
+	ID          string `yaml:"id"`
+	Token       string `yaml:"token"`
+	TokenSHA256 string `yaml:"token_sha256"`
+
+	// LimitsOverride holds the tenant's `limits` block as written; Load
+	// merges it over the global limits into Limits.
+	LimitsOverride yaml.Node `yaml:"limits"`
+	Limits         Limits    `yaml:"-"`
+}
+
+// Limits bounds what one tenant may send.
+type Limits struct {
+	IngestionRate       float64 `yaml:"ingestion_rate"`
+	IngestionBurst      int     `yaml:"ingestion_burst"`
+	MaxSeries           int     `yaml:"max_series"`
+	MaxLabelsPerSeries  int     `yaml:"max_labels_per_series"`
+	MaxLabelNameLength  int     `yaml:"max_label_name_length"`
+	MaxLabelValueLength int     `yaml:"max_label_value_length"`
+	MaxRequestBytes     int     `yaml:"max_request_bytes"`
+}
+
+// Storage configures the head and, later, the WAL.
+type Storage struct {
+	// Retention is how long a series without a newer sample stays held.
+	Retention model.Duration `yaml:"retention"`
+}
+
+// Ring names the gateway instances and this instance's place among them.
+type Ring struct {
+	Self       string   `yaml:"self"`
+	Members    []Member `yaml:"members"`
+	SecretFile string   `yaml:"secret_file"`
+}
+
+// Member is one gateway instance of the ring.
+type Member struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+}
+
+// DefaultLimits are the limits of a file that sets none.
+func DefaultLimits() Limits {
+	return Limits{
+		IngestionRate:       50000,
+		IngestionBurst:      500000,
+		MaxSeries:           500000,
+		MaxLabelsPerSeries:  40,
+		MaxLabelNameLength:  256,
+		MaxLabelValueLength: 2048,
+		MaxRequestBytes:     32 << 20,
+	}
+}
+
+// Default returns a File with every default filled in and no tenants.
+func Default() File {
+	return File{
+		ClusterLabel: DefaultClusterLabel,
+		Limits:       DefaultLimits(),
+		Storage:      Storage{Retention: model.Duration(10 * time.Minute)},
+	}
+}
+
+// Load reads, parses and validates a configuration file.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Parse parses and validates configuration YAML.
+func Parse(b []byte) (*File, error) {
+	f := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse: %w", oneLine(err))
+	}
+	for i := range f.Tenants {
+		t := &f.Tenants[i]
+		t.Limits = f.Limits
+		if t.LimitsOverride.Kind != 0 {
+			if err := decodeStrict(&t.LimitsOverride, &t.Limits); err != nil {
+				return nil, fmt.Errorf("tenant %q: limits: %w", t.ID, oneLine(err))
+			}
+		}
+	}
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// oneLine folds yaml's multi-line type errors into one line.
+func oneLine(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return errors.New(strings.Join(te.Errors, "; "))
+	}
+	return err
+}
+
+// decodeStrict decodes a YAML node refusing unknown keys. yaml.Node.Decode
+// has no KnownFields switch, so the node is re-encoded and decoded strictly.
+func decodeStrict(n *yaml.Node, out any) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	return dec.Decode(out)
+}
+
+// Validate checks the whole file and returns the first problem found.
+func (f *File) Validate() error {
+	if !model.LabelName(f.ClusterLabel).IsValidLegacy() || f.ClusterLabel == model.MetricNameLabel {
+		return fmt.Errorf("cluster_label: %q is not a valid label name", f.ClusterLabel)
+	}
+	if err := f.Limits.Validate(); err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	ids := make(map[string]bool, len(f.Tenants))
+	for i := range f.Tenants {
+		t := &f.Tenants[i]
+		if err := t.Validate(); err != nil {
+			return fmt.Errorf("tenants[%d]: %w", i, err)
+		}
+		if ids[t.ID] {
+			return fmt.Errorf("tenants[%d]: duplicate id %q", i, t.ID)
+		}
+		ids[t.ID] = true
+	}
+	if f.Storage.Retention <= 0 {
+		return errors.New("storage: retention must be positive")
+	}
+	if err := f.Ring.Validate(); err != nil {
+		return fmt.Errorf("ring: %w", err)
+	}
+	if len(f.Allowlist) > 0 {
+		return errors.New("allowlist: not supported by this version of fedgate")
+	}
+	if len(f.RelabelConfigs) > 0 {
+		return errors.New("relabel_configs: not supported by this version of fedgate")
+	}
+	if f.Anonymize.Kind != 0 && !isEmptyNode(&f.Anonymize) {
+		return errors.New("anonymize: not supported by this version of fedgate")
+	}
+	return nil
+}
+
+func isEmptyNode(n *yaml.Node) bool {
+	return (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && len(n.Content) == 0 ||
+		n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+// Validate checks a tenant's identity and credentials.
+func (t *Tenant) Validate() error {
+	if t.ID == "" {
+		return errors.New("id is empty")
+	}
+	switch {
+	case t.Token != "" && t.TokenSHA256 != "":
+		return fmt.Errorf("tenant %q: set token or token_sha256, not both", t.ID)
+	case t.Token == "" && t.TokenSHA256 == "":
+		return fmt.Errorf("tenant %q: token or token_sha256 is required", t.ID)
+	case t.TokenSHA256 != "":
+		if b, err := hex.DecodeString(t.TokenSHA256); err != nil || len(b) != 32 {
+			return fmt.Errorf("tenant %q: token_sha256 must be 64 hex digits", t.ID)
+		}
+	}
+	if err := t.Limits.Validate(); err != nil {
+		return fmt.Errorf("tenant %q: limits: %w", t.ID, err)
+	}
+	return nil
+}
+
+// Validate checks that every limit is usable.
+func (l *Limits) Validate() error {
+	switch {
+	case l.IngestionRate <= 0:
+		return errors.New("ingestion_rate must be positive")
+	case l.IngestionBurst <= 0:
+		return errors.New("ingestion_burst must be positive")
+	case l.MaxSeries <= 0:
+		return errors.New("max_series must be positive")
+	case l.MaxLabelsPerSeries <= 0:
+		return errors.New("max_labels_per_series must be positive")
+	case l.MaxLabelNameLength <= 0:
+		return errors.New("max_label_name_length must be positive")
+	case l.MaxLabelValueLength <= 0:
+		return errors.New("max_label_value_length must be positive")
+	case l.MaxRequestBytes <= 0:
+		return errors.New("max_request_bytes must be positive")
+	}
+	return nil
+}
+
+// Validate checks the member list. This version runs a single instance: a
+// ring of more than one member is refused rather than half-served.
+func (r *Ring) Validate() error {
+	if len(r.Members) == 0 {
+		return nil
+	}
+	names := make(map[string]bool, len(r.Members))
+	for i, m := range r.Members {
+		if m.Name == "" {
+			return fmt.Errorf("members[%d]: name is empty", i)
+		}
+		if names[m.Name] {
+			return fmt.Errorf("members[%d]: duplicate name %q", i, m.Name)
+		}
+		names[m.Name] = true
+		if u, err := url.Parse(m.URL); err != nil || u.Scheme == "" || u.Host == "" {
+			return fmt.Errorf("members[%d]: url %q is not an absolute URL", i, m.URL)
+		}
+	}
+	if r.Self == "" {
+		return errors.New("self is required when members are listed")
+	}
+	if !names[r.Self] {
+		return fmt.Errorf("self %q is not among the members", r.Self)
+	}
+	if len(r.Members) > 1 {
+		return errors.New("rings of more than one member are not supported by this version of fedgate")
+	}
+	return nil
+}

@@ -1,0 +1,29 @@
+// Package gateway holds fedgate's HTTP handlers: the remote-write endpoint,
+// health and readiness; federation lives in gateway/federate.
+//
+// # The write path
+//
+// One request goes: authenticate -> media type (415) -> body read through a
+// limit -> snappy.DecodedLen against max_request_bytes (413) -> decode into a
+// pooled remotewrite.Request -> per series: drop empty-valued labels, stamp
+// the cluster label, sort, validate -> pack the labels -> Storage.Append ->
+// answer. Storage.Append returns only when the samples are stored (durably,
+// once a WAL is behind it); the answer is sent after that, never before.
+//
+// Everything per request lives in one pooled writeState; nothing is
+// allocated per series. Strings in the decoded request point into the pooled
+// buffer, so only packed label bytes are handed to storage, and storage
+// copies what it keeps.
+//
+// # Partial acceptance
+//
+// Invalid series do not spoil valid ones: the valid series of a request are
+// stored, and the answer is 400 naming how many series were rejected and the
+// first reason. Prometheus does not retry a 400, and need not: what was valid
+// is kept.
+//
+// # Errors
+//
+// Errors decide the status code through statusOf, by errors.Is, in one
+// place.
+package gateway

@@ -1,0 +1,154 @@
+package gateway
+
+import (
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/fedgate/fedgate/gateway/config"
+	"github.com/fedgate/fedgate/gateway/remotewrite"
+)
+
+// Reasons a sample is discarded; the values of the reason label of
+// fedgate_discarded_samples_total.
+const (
+	reasonMissingName      = "missing_metric_name"
+	reasonInvalidName      = "invalid_metric_name"
+	reasonInvalidLabel     = "invalid_label_name"
+	reasonDuplicateLabel   = "duplicate_label_name"
+	reasonInvalidUTF8      = "invalid_utf8"
+	reasonTooManyLabels    = "too_many_labels"
+	reasonNameTooLong      = "label_name_too_long"
+	reasonValueTooLong     = "label_value_too_long"
+	reasonTooFarInFuture   = "too_far_in_future"
+	reasonNativeHistograms = "native_histogram_unsupported"
+)
+
+// maxFuture is how far ahead of the gateway's clock a sample may be.
+const maxFuture = 10 * 60 * 1000 // milliseconds
+
+// sortLabels sorts by name with an insertion sort: labels usually arrive
+// sorted but for the stamped cluster label, which makes this about one pass
+// and a short shift, and it allocates nothing.
+func sortLabels(ls []remotewrite.Label) {
+	for i := 1; i < len(ls); i++ {
+		if !nameLess(ls[i].Name, ls[i-1].Name) {
+			continue
+		}
+		l, j := ls[i], i
+		for ; j > 0 && nameLess(l.Name, ls[j-1].Name); j-- {
+			ls[j] = ls[j-1]
+		}
+		ls[j] = l
+	}
+}
+
+// nameLess is a < b, deciding on the first byte without a call when it can:
+// label names of one series rarely share it.
+func nameLess(a, b string) bool {
+	if a != "" && b != "" && a[0] != b[0] {
+		return a[0] < b[0]
+	}
+	return a < b
+}
+
+// checkLabels validates a sorted, stamped label set and returns the reason
+// it is invalid and a message, or "" when it is valid.
+func checkLabels(ls []remotewrite.Label, lim *config.Limits) (reason, msg string) {
+	if len(ls) > lim.MaxLabelsPerSeries {
+		return reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls), lim.MaxLabelsPerSeries)
+	}
+	hasName := false
+	for i, l := range ls {
+		if len(l.Name) > lim.MaxLabelNameLength {
+			return reasonNameTooLong, fmt.Sprintf("label name of %d bytes, more than the limit of %d", len(l.Name), lim.MaxLabelNameLength)
+		}
+		if len(l.Value) > lim.MaxLabelValueLength {
+			return reasonValueTooLong, fmt.Sprintf("label %s has a value of %d bytes, more than the limit of %d", l.Name, len(l.Value), lim.MaxLabelValueLength)
+		}
+		if !validLabelName(l.Name) {
+			return reasonInvalidLabel, "invalid label name " + strconv.Quote(l.Name)
+		}
+		if i > 0 && l.Name == ls[i-1].Name {
+			return reasonDuplicateLabel, "duplicate label name " + strconv.Quote(l.Name)
+		}
+		if !utf8.ValidString(l.Value) {
+			return reasonInvalidUTF8, "label " + l.Name + " has a value that is not valid UTF-8"
+		}
+		if l.Name == "__name__" {
+			if !validMetricName(l.Value) {
+				return reasonInvalidName, "invalid metric name " + strconv.Quote(l.Value)
+			}
+			hasName = true
+		}
+	}
+	if !hasName {
+		return reasonMissingName, "no metric name"
+	}
+	return "", ""
+}
+
+// Character classes of label and metric names, by byte.
+const (
+	nameFirst   = 1 << iota // may start a label name: [a-zA-Z_]
+	nameRest                // may follow in a label name: [a-zA-Z0-9_]
+	metricFirst             // may start a metric name: [a-zA-Z_:]
+	metricRest              // may follow in a metric name: [a-zA-Z0-9_:]
+)
+
+var nameClass = func() (t [256]uint8) {
+	for c := range 256 {
+		alpha := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+		digit := c >= '0' && c <= '9'
+		if alpha {
+			t[c] |= nameFirst | nameRest | metricFirst | metricRest
+		}
+		if digit {
+			t[c] |= nameRest | metricRest
+		}
+		if c == ':' {
+			t[c] |= metricFirst | metricRest
+		}
+	}
+	return t
+}()
+
+// validLabelName reports whether s matches [a-zA-Z_][a-zA-Z0-9_]*.
+func validLabelName(s string) bool { return validName(s, nameFirst, nameRest) }
+
+// validMetricName reports whether s matches [a-zA-Z_:][a-zA-Z0-9_:]*.
+func validMetricName(s string) bool { return validName(s, metricFirst, metricRest) }
+
+func validName(s string, first, rest uint8) bool {
+	if s == "" || nameClass[s[0]]&first == 0 {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if nameClass[s[i]]&rest == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// describeSeries renders a client's label set for an error message: one
+// line, values quoted, cut short past a bound.
+func describeSeries(ls []remotewrite.Label) string {
+	const limit = 256
+	b := make([]byte, 0, 64)
+	b = append(b, '{')
+	for i, l := range ls {
+		if len(b) > limit {
+			b = append(b, ", ..."...)
+			break
+		}
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		name := strconv.QuoteToASCII(l.Name) // an invalid name may hold anything
+		b = append(b, name[1:len(name)-1]...)
+		b = append(b, '=')
+		b = strconv.AppendQuoteToASCII(b, l.Value)
+	}
+	return string(append(b, '}'))
+}

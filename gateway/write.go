@@ -1,0 +1,354 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedgate/fedgate/gateway/auth"
+	"github.com/fedgate/fedgate/gateway/config"
+	"github.com/fedgate/fedgate/gateway/remotewrite"
+	"github.com/fedgate/fedgate/relabel"
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+// Storage stores one tenant's processed series. Append returns only when
+// the samples are stored; an error wrapping ErrUnavailable is answered 503.
+type Storage interface {
+	Append(ctx context.Context, b *head.Batch) error
+}
+
+// Settings are the parts of the configuration the write path reads. They
+// are replaced whole, so a request sees one consistent version.
+type Settings struct {
+	Auth         *auth.Authenticator
+	ClusterLabel string
+	Limits       config.Limits            // for tenants without their own
+	TenantLimits map[string]config.Limits // by tenant ID
+}
+
+// NewSettings derives the write path's settings from a configuration file.
+func NewSettings(f *config.File) (*Settings, error) {
+	creds := make([]auth.Credential, 0, len(f.Tenants))
+	s := &Settings{ClusterLabel: f.ClusterLabel, Limits: f.Limits, TenantLimits: make(map[string]config.Limits, len(f.Tenants))}
+	for _, t := range f.Tenants {
+		c := auth.CredentialFromToken(t.ID, t.Token)
+		if t.TokenSHA256 != "" {
+			var err error
+			if c, err = auth.CredentialFromDigest(t.ID, t.TokenSHA256); err != nil {
+				return nil, err
+			}
+		}
+		creds = append(creds, c)
+		s.TenantLimits[t.ID] = t.Limits
+	}
+	a, err := auth.New(creds)
+	if err != nil {
+		return nil, err
+	}
+	s.Auth = a
+	return s, nil
+}
+
+func (s *Settings) limits(tenant string) *config.Limits {
+	if l, ok := s.TenantLimits[tenant]; ok {
+		return &l
+	}
+	return &s.Limits
+}
+
+// WriteHandler serves POST /api/v1/write.
+type WriteHandler struct {
+	settings atomic.Pointer[Settings]
+	storage  Storage
+	now      func() time.Time
+	logger   *slog.Logger
+	metrics  *writeMetrics
+	pool     sync.Pool // of *writeState
+}
+
+// NewWriteHandler returns a handler storing into st. now may be nil.
+func NewWriteHandler(s *Settings, st Storage, now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) *WriteHandler {
+	if now == nil {
+		now = time.Now
+	}
+	h := &WriteHandler{storage: st, now: now, logger: logger, metrics: newWriteMetrics(reg)}
+	h.settings.Store(s)
+	h.pool.New = func() any { return new(writeState) }
+	return h
+}
+
+// Apply replaces the settings; requests already running keep the old ones.
+func (h *WriteHandler) Apply(s *Settings) { h.settings.Store(s) }
+
+// writeState is everything one request needs, pooled.
+type writeState struct {
+	body    bytes.Buffer
+	raw     []byte
+	req     remotewrite.Request
+	scratch []remotewrite.Label
+	packed  []byte
+	samples []head.Sample
+	ends    []seriesEnd
+	batch   head.Batch
+	// rejection bookkeeping
+	rejectedSeries int
+	firstReason    string
+	discarded      map[string]int
+}
+
+// seriesEnd records where a batch series' labels and samples end in the
+// flat buffers; slices are cut only once the buffers stop growing.
+type seriesEnd struct{ packed, samples int }
+
+// Buffers beyond these sizes are not kept in the pool.
+const (
+	maxPooledBody = 8 << 20
+	maxPooledRaw  = 32 << 20
+)
+
+func (st *writeState) reset() {
+	st.body.Reset()
+	st.req.Reset()
+	st.packed = st.packed[:0]
+	st.samples = st.samples[:0]
+	st.ends = st.ends[:0]
+	st.batch.Series = st.batch.Series[:0]
+	st.batch.Tenant = ""
+	st.rejectedSeries = 0
+	st.firstReason = ""
+	clear(st.discarded)
+}
+
+func (st *writeState) discard(reason string, n int) {
+	if st.discarded == nil {
+		st.discarded = make(map[string]int)
+	}
+	st.discarded[reason] += n
+}
+
+func (st *writeState) reject(reason, msg string, samples int, ls []remotewrite.Label) {
+	st.rejectedSeries++
+	st.discard(reason, samples)
+	if st.firstReason == "" {
+		st.firstReason = msg + " in series " + describeSeries(ls)
+	}
+}
+
+func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := h.pool.Get().(*writeState)
+	err := h.serve(w, r, st)
+	code := statusOf(err)
+	h.putState(st)
+
+	if err != nil {
+		msg := err.Error()
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fedgate", Basic realm="fedgate"`)
+		}
+		if code >= 500 {
+			h.logger.Warn("write failed", "status", code, "err", msg)
+		} else {
+			h.logger.Debug("write refused", "status", code, "err", msg, "remote", r.RemoteAddr)
+		}
+		http.Error(w, msg, code)
+	} else {
+		w.WriteHeader(code)
+	}
+	c := strconv.Itoa(code)
+	h.metrics.requests.WithLabelValues(c).Inc()
+	h.metrics.duration.WithLabelValues(c).Observe(time.Since(start).Seconds())
+}
+
+func (h *WriteHandler) putState(st *writeState) {
+	if st.body.Cap() > maxPooledBody || cap(st.raw) > maxPooledRaw {
+		return
+	}
+	st.reset()
+	h.pool.Put(st)
+}
+
+func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeState) error {
+	if r.Method != http.MethodPost {
+		return fmt.Errorf("%w: %s", errMethod, r.Method)
+	}
+	set := h.settings.Load()
+	tenant, ok := set.Auth.Authenticate(r)
+	if !ok {
+		return fmt.Errorf("%w: missing or wrong credentials", errUnauthorized)
+	}
+	if err := checkMediaType(r.Header); err != nil {
+		return err
+	}
+	lim := set.limits(tenant)
+
+	// The body is read through a limit, and the decoded size is checked
+	// before anything of that size is allocated.
+	maxBody := snappy.MaxEncodedLen(lim.MaxRequestBytes)
+	if r.ContentLength > int64(maxBody) {
+		return fmt.Errorf("%w: body of %d bytes, more than the limit of %d", errTooLarge, r.ContentLength, maxBody)
+	}
+	if r.ContentLength > 0 {
+		st.body.Grow(int(r.ContentLength))
+	}
+	if _, err := st.body.ReadFrom(http.MaxBytesReader(w, r.Body, int64(maxBody))); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fmt.Errorf("%w: body larger than the limit of %d bytes", errTooLarge, maxBody)
+		}
+		return fmt.Errorf("%w: read body: %v", ErrUnavailable, err)
+	}
+	body := st.body.Bytes()
+	n, err := snappy.DecodedLen(body)
+	if err != nil {
+		return fmt.Errorf("%w: %v", remotewrite.ErrMalformed, err)
+	}
+	if n > lim.MaxRequestBytes {
+		return fmt.Errorf("%w: decoded size of %d bytes, more than the limit of %d", errTooLarge, n, lim.MaxRequestBytes)
+	}
+	if cap(st.raw) < n {
+		st.raw = make([]byte, n)
+	}
+	raw, err := snappy.Decode(st.raw[:cap(st.raw)], body)
+	if err != nil {
+		return fmt.Errorf("%w: %v", remotewrite.ErrMalformed, err)
+	}
+	h.metrics.size.WithLabelValues("snappy").Observe(float64(len(body)))
+	h.metrics.size.WithLabelValues("raw").Observe(float64(len(raw)))
+	if err := st.req.Unmarshal(raw); err != nil {
+		return err
+	}
+
+	received, overwrites := h.process(st, set, tenant, lim)
+	h.metrics.received.Add(float64(received))
+	if overwrites > 0 {
+		h.metrics.overwrites.Add(float64(overwrites))
+	}
+	stored := 0
+	for i := range st.batch.Series {
+		stored += len(st.batch.Series[i].Samples)
+	}
+	if len(st.batch.Series) > 0 {
+		if err := h.storage.Append(r.Context(), &st.batch); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	h.metrics.accepted.Add(float64(stored))
+	for reason, n := range st.discarded {
+		h.metrics.discarded.WithLabelValues(reason).Add(float64(n))
+	}
+	if st.rejectedSeries > 0 {
+		return fmt.Errorf("%w: %d of %d series rejected; first: %s",
+			errInvalidSeries, st.rejectedSeries, len(st.req.Series), st.firstReason)
+	}
+	return nil
+}
+
+// process turns the decoded request into st.batch: valid series with
+// stamped, sorted, packed labels and their acceptable samples. It returns
+// the number of samples received and of cluster labels overwritten.
+func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim *config.Limits) (received, overwrites int) {
+	maxT := h.now().UnixMilli() + maxFuture
+	st.batch.Tenant = tenant
+	for i := range st.req.Series {
+		s := &st.req.Series[i]
+		received += len(s.Samples) + s.Histograms
+		if s.Histograms > 0 {
+			st.discard(reasonNativeHistograms, s.Histograms)
+		}
+		if len(s.Samples) == 0 {
+			continue
+		}
+
+		ls := st.scratch[:0]
+		for _, l := range s.Labels {
+			if l.Value != "" || l.Name == "" { // an empty value is an absent label
+				ls = append(ls, l)
+			}
+		}
+		ls, overwritten := relabel.StampCluster(ls, set.ClusterLabel, tenant)
+		if overwritten {
+			overwrites++
+		}
+		sortLabels(ls)
+		st.scratch = ls
+		if reason, msg := checkLabels(ls, lim); reason != "" {
+			st.reject(reason, msg, len(s.Samples), s.Labels)
+			continue
+		}
+
+		kept := len(st.samples)
+		for _, smp := range s.Samples {
+			if smp.Timestamp > maxT {
+				continue
+			}
+			st.samples = append(st.samples, head.Sample{T: smp.Timestamp, V: smp.Value})
+		}
+		if future := len(s.Samples) - (len(st.samples) - kept); future > 0 {
+			st.reject(reasonTooFarInFuture, fmt.Sprintf("%d samples more than 10m in the future", future), future, s.Labels)
+			if len(st.samples) == kept {
+				continue
+			}
+		}
+		st.packed = packLabels(st.packed, ls)
+		st.ends = append(st.ends, seriesEnd{packed: len(st.packed), samples: len(st.samples)})
+	}
+
+	var prev seriesEnd
+	for _, e := range st.ends {
+		st.batch.Series = append(st.batch.Series, head.BatchSeries{
+			Labels:  st.packed[prev.packed:e.packed:e.packed],
+			Samples: st.samples[prev.samples:e.samples:e.samples],
+		})
+		prev = e
+	}
+	return received, overwrites
+}
+
+// packLabels appends ls in head.Labels form, growing dst once.
+func packLabels(dst []byte, ls []remotewrite.Label) []byte {
+	need := 0
+	for _, l := range ls {
+		need += len(l.Name) + len(l.Value) + 2*binary.MaxVarintLen64
+	}
+	dst = slices.Grow(dst, need)
+	for _, l := range ls {
+		dst = head.AppendLabel(dst, l.Name, l.Value)
+	}
+	return dst
+}
+
+// checkMediaType accepts what Prometheus and vmagent send for remote-write
+// 1.0: Content-Type application/x-protobuf (absent is taken as that, as
+// Prometheus does), optionally with proto=prometheus.WriteRequest, and
+// Content-Encoding snappy (absent likewise). Remote-write 2.0 is refused
+// with 415, on which a 2.0 sender falls back to 1.0.
+func checkMediaType(hdr http.Header) error {
+	if ct := hdr.Get("Content-Type"); ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/x-protobuf" {
+			return fmt.Errorf("%w: Content-Type %q, want application/x-protobuf", errUnsupportedMedia, ct)
+		}
+		if p, ok := params["proto"]; ok && p != "prometheus.WriteRequest" {
+			return fmt.Errorf("%w: proto %q, only prometheus.WriteRequest (remote-write 1.0) is accepted", errUnsupportedMedia, p)
+		}
+	}
+	if ce := hdr.Get("Content-Encoding"); ce != "" && ce != "snappy" {
+		return fmt.Errorf("%w: Content-Encoding %q, want snappy", errUnsupportedMedia, ce)
+	}
+	return nil
+}

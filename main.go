@@ -1,0 +1,227 @@
+// Command fedgate is a Prometheus remote-write gateway for push federation.
+// See README.md and the package documentation of gateway, wal and ring.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/fedgate/fedgate/gateway"
+	"github.com/fedgate/fedgate/gateway/config"
+	"github.com/fedgate/fedgate/gateway/federate"
+	"github.com/fedgate/fedgate/ring"
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+type flags struct {
+	configFile      string
+	storagePath     string
+	listenAddr      string
+	internalAddr    string
+	webConfigFile   string
+	logLevel        string
+	logFormat       string
+	shutdownTimeout time.Duration
+}
+
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("fedgate", flag.ContinueOnError)
+	fs.StringVar(&f.configFile, "config.file", "fedgate.yml", "Configuration file.")
+	fs.StringVar(&f.storagePath, "storage.path", "data/", "Directory for the write-ahead log.")
+	fs.StringVar(&f.listenAddr, "web.listen-address", ":9095", "Public listener: remote-write, health and readiness.")
+	fs.StringVar(&f.internalAddr, "web.internal-listen-address", "127.0.0.1:9096", "Internal listener: /federate, /metrics, /-/reload, status page.")
+	fs.StringVar(&f.webConfigFile, "web.config.file", "", "Prometheus web configuration file (TLS, client certificates, basic auth) applied to both listeners.")
+	fs.StringVar(&f.logLevel, "log.level", "info", "Log level: debug, info, warn, error.")
+	fs.StringVar(&f.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
+	fs.DurationVar(&f.shutdownTimeout, "web.shutdown-timeout", 30*time.Second, "How long in-flight requests may take to finish at shutdown.")
+	return f, fs.Parse(args)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "logfmt":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log.format: %q is not logfmt or json", format)
+}
+
+func main() {
+	f, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(2)
+	}
+	logger, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fedgate:", err)
+		os.Exit(2)
+	}
+	if err := run(f, logger); err != nil {
+		logger.Error("fedgate stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(f *flags, logger *slog.Logger) error {
+	cfg, err := config.Load(f.configFile)
+	if err != nil {
+		return fmt.Errorf("load config: %w", err)
+	}
+	settings, err := gateway.NewSettings(cfg)
+	if err != nil {
+		return fmt.Errorf("load config: %w", err)
+	}
+	members := []ring.Member{{Name: cfg.Ring.Self, URL: "http://" + f.internalAddr}}
+	if len(cfg.Ring.Members) > 0 {
+		members = members[:0]
+		for _, m := range cfg.Ring.Members {
+			members = append(members, ring.Member{Name: m.Name, URL: m.URL})
+		}
+	}
+	rng, err := ring.New(members, members[0].Name)
+	if cfg.Ring.Self != "" {
+		rng, err = ring.New(members, cfg.Ring.Self)
+	}
+	if err != nil {
+		return fmt.Errorf("ring: %w", err)
+	}
+	if err := os.MkdirAll(f.storagePath, 0o750); err != nil {
+		return fmt.Errorf("storage path: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fedgate_ring_members", Help: "Members of the gateway ring.",
+	}, func() float64 { return float64(rng.Members()) }))
+
+	hd := head.New(head.Options{Retention: time.Duration(cfg.Storage.Retention)}, reg)
+	writes := gateway.NewWriteHandler(settings, hd, nil, logger, reg)
+	health := &gateway.Health{}
+	rl := newReloader(f.configFile, cfg, writes, logger, reg)
+
+	public := http.NewServeMux()
+	public.Handle("POST /api/v1/write", writes)
+	public.HandleFunc("GET /-/healthy", health.Healthy)
+	public.HandleFunc("GET /-/ready", health.ReadyHandler)
+
+	internal := http.NewServeMux()
+	internal.Handle("GET /federate", federate.NewHandler(hd, logger, reg))
+	internal.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	internal.HandleFunc("POST /-/reload", rl.serveHTTP)
+	internal.HandleFunc("GET /-/healthy", health.Healthy)
+	internal.HandleFunc("GET /-/ready", health.ReadyHandler)
+	internal.HandleFunc("GET /{$}", statusPage(cfg, hd, rng))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go hd.Run(ctx)
+
+	servers := []*http.Server{
+		newServer(public, time.Minute),
+		newServer(internal, 5*time.Minute), // a /federate of millions of series may take a while to read
+	}
+	addrs := []string{f.listenAddr, f.internalAddr}
+	errc := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		ln, err := net.Listen("tcp", addrs[i])
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		logger.Info("listening", "listener", []string{"public", "internal"}[i], "address", ln.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			webFlags := &web.FlagConfig{WebListenAddresses: &[]string{addrs[i]}, WebSystemdSocket: new(bool), WebConfigFile: &f.webConfigFile}
+			if err := web.Serve(ln, srv, webFlags, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	health.SetReady()
+	logger.Info("fedgate ready", "tenants", len(cfg.Tenants), "retention", cfg.Storage.Retention.String())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	var runErr error
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				_ = rl.reload()
+				continue
+			}
+			logger.Info("shutting down", "signal", s.String())
+			break wait
+		case runErr = <-errc:
+			break wait
+		}
+	}
+
+	health.SetNotReady()
+	sctx, scancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer scancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("shutdown: requests still running were cut off", "err", err)
+		}
+	}
+	wg.Wait()
+	cancel()
+	if runErr != nil {
+		return fmt.Errorf("serve: %w", runErr)
+	}
+	logger.Info("fedgate stopped")
+	return nil
+}
+
+func newServer(h http.Handler, writeTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+func statusPage(cfg *config.File, hd *head.Head, rng *ring.Ring) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "fedgate\n\ncluster label:  %s\nring members:   %d\nheld series:    %d\nretention:      %s\n\nendpoints: /federate?match[]=..., /metrics, POST /-/reload\n",
+			cfg.ClusterLabel, rng.Members(), hd.NumSeries(), cfg.Storage.Retention)
+		fmt.Fprintf(w, "\ntenants (held series):\n")
+		for _, t := range cfg.Tenants {
+			fmt.Fprintf(w, "  %-30s %d\n", t.ID, hd.TenantSeries(t.ID))
+		}
+	}
+}

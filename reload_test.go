@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/fedgate/fedgate/gateway"
+	"github.com/fedgate/fedgate/gateway/config"
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+func TestReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fedgate.yml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tenants: [{id: a, token: token-a}]")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings, err := gateway.NewSettings(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	hd := head.New(head.Options{Retention: time.Minute}, reg)
+	writes := gateway.NewWriteHandler(settings, hd, nil, logger, reg)
+	rl := newReloader(path, cfg, writes, logger, reg)
+
+	status := func(token string) int {
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, nil)))
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		writes.ServeHTTP(w, r)
+		return w.Code
+	}
+	reload := func() int {
+		w := httptest.NewRecorder()
+		rl.serveHTTP(w, httptest.NewRequest(http.MethodPost, "/-/reload", nil))
+		return w.Code
+	}
+	if status("token-a") != 204 || status("token-b") != 401 {
+		t.Fatal("initial tenants not in force")
+	}
+
+	write("tenants: [{id: a, token: token-a}, {id: b, token: token-b}]")
+	if code := reload(); code != 200 {
+		t.Fatalf("reload of a valid file answered %d", code)
+	}
+	if status("token-b") != 204 || testutil.ToFloat64(rl.success) != 1 {
+		t.Fatal("a tenant added by reload cannot push")
+	}
+
+	write("tenants: [{id: a}]") // no token: invalid
+	if code := reload(); code != 400 {
+		t.Fatalf("reload of an invalid file answered %d", code)
+	}
+	if testutil.ToFloat64(rl.success) != 0 {
+		t.Fatal("fedgate_config_last_reload_successful is not 0 after a failed reload")
+	}
+	if status("token-a") != 204 || status("token-b") != 204 {
+		t.Fatal("a failed reload changed the running configuration")
+	}
+}
