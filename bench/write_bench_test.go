@@ -17,13 +17,14 @@ import (
 	"github.com/fedgate/fedgate/gateway"
 	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/gateway/remotewrite"
+	"github.com/fedgate/fedgate/gateway/remotewrite/remotewritetest"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
 var benchNow = time.UnixMilli(1_700_000_000_000)
 
 func marshal(b *testing.B, series int) []byte {
-	raw, err := KubernetesRequest(series, benchNow.UnixMilli()).Marshal()
+	raw, err := remotewritetest.Kubernetes(series, 1).Marshal()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func BenchmarkWriteHandler(b *testing.B) {
 
 // BenchmarkHeadAppend is the head update alone, for packed label sets.
 func BenchmarkHeadAppend(b *testing.B) {
-	req := KubernetesRequest(2000, benchNow.UnixMilli())
+	req := remotewritetest.Kubernetes(2000, 1)
 	batch := &head.Batch{Tenant: "bench"}
 	for _, ts := range req.Timeseries {
 		var lbls []byte
