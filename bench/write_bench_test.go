@@ -16,7 +16,6 @@ import (
 
 	"github.com/fedgate/fedgate/gateway"
 	"github.com/fedgate/fedgate/gateway/config"
-	"github.com/fedgate/fedgate/gateway/remotewrite"
 	"github.com/fedgate/fedgate/gateway/remotewrite/remotewritetest"
 	"github.com/fedgate/fedgate/wal/head"
 )
@@ -29,24 +28,6 @@ func marshal(b *testing.B, series int) []byte {
 		b.Fatal(err)
 	}
 	return raw
-}
-
-// BenchmarkDecode is the decoder alone on an uncompressed request.
-func BenchmarkDecode(b *testing.B) {
-	for _, n := range []int{100, 2000} {
-		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
-			raw := marshal(b, n)
-			var req remotewrite.Request
-			b.ReportAllocs()
-			b.SetBytes(int64(len(raw)))
-			for b.Loop() {
-				if err := req.Unmarshal(raw); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
-		})
-	}
 }
 
 // BenchmarkWriteHandler is one whole request through the handler in

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/gateway/remotewrite"
+	"github.com/fedgate/fedgate/wal/head"
 )
 
 // Reasons a sample is discarded; the values of the reason label of
@@ -52,40 +53,43 @@ func nameLess(a, b string) bool {
 	return a < b
 }
 
-// checkLabels validates a sorted, stamped label set and returns the reason
-// it is invalid and a message, or "" when it is valid.
-func checkLabels(ls []remotewrite.Label, lim *config.Limits) (reason, msg string) {
+// packValid validates a sorted, stamped label set and appends it to dst in
+// head.Labels form, in one pass. When the set is invalid it returns dst as
+// it was, the reason and a message.
+func packValid(dst []byte, ls []remotewrite.Label, lim *config.Limits) (_ []byte, reason, msg string) {
 	if len(ls) > lim.MaxLabelsPerSeries {
-		return reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls), lim.MaxLabelsPerSeries)
+		return dst, reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls), lim.MaxLabelsPerSeries)
 	}
+	orig := len(dst)
 	hasName := false
 	for i, l := range ls {
 		if len(l.Name) > lim.MaxLabelNameLength {
-			return reasonNameTooLong, fmt.Sprintf("label name of %d bytes, more than the limit of %d", len(l.Name), lim.MaxLabelNameLength)
+			return dst[:orig], reasonNameTooLong, fmt.Sprintf("label name of %d bytes, more than the limit of %d", len(l.Name), lim.MaxLabelNameLength)
 		}
 		if len(l.Value) > lim.MaxLabelValueLength {
-			return reasonValueTooLong, fmt.Sprintf("label %s has a value of %d bytes, more than the limit of %d", l.Name, len(l.Value), lim.MaxLabelValueLength)
+			return dst[:orig], reasonValueTooLong, fmt.Sprintf("label %s has a value of %d bytes, more than the limit of %d", l.Name, len(l.Value), lim.MaxLabelValueLength)
 		}
 		if !validLabelName(l.Name) {
-			return reasonInvalidLabel, "invalid label name " + strconv.Quote(l.Name)
+			return dst[:orig], reasonInvalidLabel, "invalid label name " + strconv.Quote(l.Name)
 		}
 		if i > 0 && l.Name == ls[i-1].Name {
-			return reasonDuplicateLabel, "duplicate label name " + strconv.Quote(l.Name)
+			return dst[:orig], reasonDuplicateLabel, "duplicate label name " + strconv.Quote(l.Name)
 		}
 		if !utf8.ValidString(l.Value) {
-			return reasonInvalidUTF8, "label " + l.Name + " has a value that is not valid UTF-8"
+			return dst[:orig], reasonInvalidUTF8, "label " + l.Name + " has a value that is not valid UTF-8"
 		}
 		if l.Name == "__name__" {
 			if !validMetricName(l.Value) {
-				return reasonInvalidName, "invalid metric name " + strconv.Quote(l.Value)
+				return dst[:orig], reasonInvalidName, "invalid metric name " + strconv.Quote(l.Value)
 			}
 			hasName = true
 		}
+		dst = head.AppendLabel(dst, l.Name, l.Value)
 	}
 	if !hasName {
-		return reasonMissingName, "no metric name"
+		return dst[:orig], reasonMissingName, "no metric name"
 	}
-	return "", ""
+	return dst, "", ""
 }
 
 // Character classes of label and metric names, by byte.

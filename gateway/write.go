@@ -3,13 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -286,7 +284,9 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 		}
 		sortLabels(ls)
 		st.scratch = ls
-		if reason, msg := checkLabels(ls, lim); reason != "" {
+		mark := len(st.packed)
+		var reason, msg string
+		if st.packed, reason, msg = packValid(st.packed, ls, lim); reason != "" {
 			st.reject(reason, msg, len(s.Samples), s.Labels)
 			continue
 		}
@@ -301,10 +301,10 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 		if future := len(s.Samples) - (len(st.samples) - kept); future > 0 {
 			st.reject(reasonTooFarInFuture, fmt.Sprintf("%d samples more than 10m in the future", future), future, s.Labels)
 			if len(st.samples) == kept {
+				st.packed = st.packed[:mark]
 				continue
 			}
 		}
-		st.packed = packLabels(st.packed, ls)
 		st.ends = append(st.ends, seriesEnd{packed: len(st.packed), samples: len(st.samples)})
 	}
 
@@ -317,19 +317,6 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 		prev = e
 	}
 	return received, overwrites
-}
-
-// packLabels appends ls in head.Labels form, growing dst once.
-func packLabels(dst []byte, ls []remotewrite.Label) []byte {
-	need := 0
-	for _, l := range ls {
-		need += len(l.Name) + len(l.Value) + 2*binary.MaxVarintLen64
-	}
-	dst = slices.Grow(dst, need)
-	for _, l := range ls {
-		dst = head.AppendLabel(dst, l.Name, l.Value)
-	}
-	return dst
 }
 
 // checkMediaType accepts what Prometheus and vmagent send for remote-write
