@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/fedgate/fedgate/gateway/config"
@@ -30,8 +32,13 @@ const maxFuture = 10 * 60 * 1000 // milliseconds
 
 // sortLabels sorts by name with an insertion sort: labels usually arrive
 // sorted but for the stamped cluster label, which makes this about one pass
-// and a short shift, and it allocates nothing.
+// and a short shift, and it allocates nothing. Long label sets (only a
+// raised max_labels_per_series admits them) take slices.SortFunc.
 func sortLabels(ls []remotewrite.Label) {
+	if len(ls) > 64 {
+		slices.SortFunc(ls, func(a, b remotewrite.Label) int { return strings.Compare(a.Name, b.Name) })
+		return
+	}
 	for i := 1; i < len(ls); i++ {
 		if !nameLess(ls[i].Name, ls[i-1].Name) {
 			continue
@@ -57,9 +64,6 @@ func nameLess(a, b string) bool {
 // head.Labels form, in one pass. When the set is invalid it returns dst as
 // it was, the reason and a message.
 func packValid(dst []byte, ls []remotewrite.Label, lim *config.Limits) (_ []byte, reason, msg string) {
-	if len(ls) > lim.MaxLabelsPerSeries {
-		return dst, reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls), lim.MaxLabelsPerSeries)
-	}
 	orig := len(dst)
 	hasName := false
 	for i, l := range ls {
@@ -67,20 +71,20 @@ func packValid(dst []byte, ls []remotewrite.Label, lim *config.Limits) (_ []byte
 			return dst[:orig], reasonNameTooLong, fmt.Sprintf("label name of %d bytes, more than the limit of %d", len(l.Name), lim.MaxLabelNameLength)
 		}
 		if len(l.Value) > lim.MaxLabelValueLength {
-			return dst[:orig], reasonValueTooLong, fmt.Sprintf("label %s has a value of %d bytes, more than the limit of %d", l.Name, len(l.Value), lim.MaxLabelValueLength)
+			return dst[:orig], reasonValueTooLong, fmt.Sprintf("label %s has a value of %d bytes, more than the limit of %d", quoteName(l.Name), len(l.Value), lim.MaxLabelValueLength)
 		}
 		if !validLabelName(l.Name) {
-			return dst[:orig], reasonInvalidLabel, "invalid label name " + strconv.Quote(l.Name)
+			return dst[:orig], reasonInvalidLabel, "invalid label name " + quoteName(l.Name)
 		}
 		if i > 0 && l.Name == ls[i-1].Name {
-			return dst[:orig], reasonDuplicateLabel, "duplicate label name " + strconv.Quote(l.Name)
+			return dst[:orig], reasonDuplicateLabel, "duplicate label name " + quoteName(l.Name)
 		}
 		if !utf8.ValidString(l.Value) {
-			return dst[:orig], reasonInvalidUTF8, "label " + l.Name + " has a value that is not valid UTF-8"
+			return dst[:orig], reasonInvalidUTF8, "label " + l.Name + " has a value that is not valid UTF-8" // l.Name is valid here
 		}
 		if l.Name == "__name__" {
 			if !validMetricName(l.Value) {
-				return dst[:orig], reasonInvalidName, "invalid metric name " + strconv.Quote(l.Value)
+				return dst[:orig], reasonInvalidName, "invalid metric name " + quoteName(l.Value)
 			}
 			hasName = true
 		}
@@ -135,24 +139,45 @@ func validName(s string, first, rest uint8) bool {
 	return true
 }
 
+// Bounds on what an error message quotes of the client's data.
+const (
+	maxQuoted      = 64  // bytes of one name or value
+	maxDescription = 256 // bytes of a whole label set
+)
+
+// quoteName quotes a name or value for a one-line message, cut at maxQuoted
+// bytes.
+func quoteName(s string) string {
+	return string(appendQuoted(nil, s))
+}
+
+func appendQuoted(b []byte, s string) []byte {
+	if len(s) > maxQuoted {
+		return append(strconv.AppendQuoteToASCII(b, s[:maxQuoted]), "..."...)
+	}
+	return strconv.AppendQuoteToASCII(b, s)
+}
+
 // describeSeries renders a client's label set for an error message: one
-// line, values quoted, cut short past a bound.
+// line, names and values quoted and cut short, the whole bounded.
 func describeSeries(ls []remotewrite.Label) string {
-	const limit = 256
-	b := make([]byte, 0, 64)
+	b := make([]byte, 0, 128)
 	b = append(b, '{')
 	for i, l := range ls {
-		if len(b) > limit {
+		if len(b) > maxDescription {
 			b = append(b, ", ..."...)
 			break
 		}
 		if i > 0 {
 			b = append(b, ", "...)
 		}
-		name := strconv.QuoteToASCII(l.Name) // an invalid name may hold anything
-		b = append(b, name[1:len(name)-1]...)
+		if validLabelName(l.Name) {
+			b = append(b, l.Name...)
+		} else {
+			b = appendQuoted(b, l.Name)
+		}
 		b = append(b, '=')
-		b = strconv.AppendQuoteToASCII(b, l.Value)
+		b = appendQuoted(b, l.Value)
 	}
 	return string(append(b, '}'))
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,11 +113,16 @@ type writeState struct {
 // flat buffers; slices are cut only once the buffers stop growing.
 type seriesEnd struct{ packed, samples int }
 
-// Buffers beyond these sizes are not kept in the pool.
-const (
-	maxPooledBody = 8 << 20
-	maxPooledRaw  = 32 << 20
-)
+// A writeState holding more than this is not kept in the pool.
+const maxPooledState = 48 << 20
+
+// footprint returns the bytes the state's buffers hold.
+func (st *writeState) footprint() int {
+	return st.body.Cap() + cap(st.raw) + st.req.Footprint() +
+		cap(st.scratch)*int(unsafe.Sizeof(remotewrite.Label{})) + cap(st.packed) +
+		cap(st.samples)*int(unsafe.Sizeof(head.Sample{})) + cap(st.ends)*int(unsafe.Sizeof(seriesEnd{})) +
+		cap(st.batch.Series)*int(unsafe.Sizeof(head.BatchSeries{}))
+}
 
 func (st *writeState) reset() {
 	st.body.Reset()
@@ -173,8 +179,8 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *WriteHandler) putState(st *writeState) {
-	if st.body.Cap() > maxPooledBody || cap(st.raw) > maxPooledRaw {
-		return
+	if st.footprint() > maxPooledState {
+		return // a rare huge request: let its buffers go
 	}
 	st.reset()
 	h.pool.Put(st)
@@ -201,7 +207,9 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 		return fmt.Errorf("%w: body of %d bytes, more than the limit of %d", errTooLarge, r.ContentLength, maxBody)
 	}
 	if r.ContentLength > 0 {
-		st.body.Grow(int(r.ContentLength))
+		// Trust the header only so far: a slow or lying client must not
+		// make us allocate the whole limit before sending a byte.
+		st.body.Grow(min(int(r.ContentLength), 1<<20) + bytes.MinRead)
 	}
 	if _, err := st.body.ReadFrom(http.MaxBytesReader(w, r.Body, int64(maxBody))); err != nil {
 		var tooBig *http.MaxBytesError
@@ -282,8 +290,13 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 		if overwritten {
 			overwrites++
 		}
-		sortLabels(ls)
 		st.scratch = ls
+		// Counted before sorting: sorting is quadratic for a hostile order.
+		if len(ls) > lim.MaxLabelsPerSeries {
+			st.reject(reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls), lim.MaxLabelsPerSeries), len(s.Samples), s.Labels)
+			continue
+		}
+		sortLabels(ls)
 		mark := len(st.packed)
 		var reason, msg string
 		if st.packed, reason, msg = packValid(st.packed, ls, lim); reason != "" {

@@ -309,3 +309,53 @@ func TestWriteAllocationsDoNotGrowWithSeries(t *testing.T) {
 		t.Fatalf("allocations grew from %v (10 series) to %v (2000 series)", small, large)
 	}
 }
+
+// TestHostileInputsCostLittle covers requests built to make the gateway
+// work hard: a huge label set in descending order (the sort must not run on
+// it), and values and names meant to blow up or split the error message.
+func TestHostileInputsCostLittle(t *testing.T) {
+	now := testNow.UnixMilli()
+	many := prompb.TimeSeries{Samples: []prompb.Sample{{Value: 1, Timestamp: now}}}
+	for i := 20000; i > 0; i-- {
+		many.Labels = append(many.Labels, prompb.Label{Name: fmt.Sprintf("l%06d", i), Value: "v"})
+	}
+	hugeBad := series(1, now, "__name__", "up", "a", strings.Repeat("\xff", 1<<20))
+	newline := series(1, now, "__name__", "up", "a\nHTTP/1.1 200 OK", strings.Repeat("x", 5000))
+	cases := []struct {
+		name string
+		ts   prompb.TimeSeries
+		want string
+	}{
+		{"20,000 labels in reverse order", many, "20001 labels, more than the limit of 40"},
+		{"1 MiB of invalid UTF-8", hugeBad, "value of 1048576 bytes, more than the limit of 2048"},
+		{"2,000 bytes of invalid UTF-8", series(1, now, "__name__", "up", "a", strings.Repeat("\xff", 2000)), "not valid UTF-8"},
+		{"newline in a label name", newline, `a\nHTTP/1.1 200 OK`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, _ := newTestHandler(t)
+			w := (post{body: encode(t, c.ts), token: "token-a"}).do(h)
+			body := w.Body.String()
+			if w.Code != 400 || !strings.Contains(body, c.want) {
+				t.Fatalf("got %d %.300q, want 400 containing %q", w.Code, body, c.want)
+			}
+			if len(body) > 1024 || strings.Count(strings.TrimSuffix(body, "\n"), "\n") != 0 {
+				t.Fatalf("error answer of %d bytes, or more than one line: %.300q", len(body), body)
+			}
+		})
+	}
+}
+
+// TestChunkedBodyOverLimit: without a Content-Length the body is still read
+// through the limit.
+func TestChunkedBodyOverLimit(t *testing.T) {
+	h, _ := newTestHandler(t)
+	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", io.MultiReader(bytes.NewReader(make([]byte, 8192)), strings.NewReader("x")))
+	r.ContentLength = -1
+	r.Header.Set("Authorization", "Bearer token-b") // max_request_bytes 4096
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 413 {
+		t.Fatalf("got %d %q, want 413", w.Code, w.Body)
+	}
+}

@@ -78,6 +78,11 @@ type Member struct {
 	URL  string `yaml:"url"`
 }
 
+// MaxRequestBytesLimit bounds max_request_bytes: a decoded request is held
+// in memory whole, and Prometheus' own limit for a remote-write body is far
+// below this.
+const MaxRequestBytesLimit = 256 << 20
+
 // DefaultLimits are the limits of a file that sets none.
 func DefaultLimits() Limits {
 	return Limits{
@@ -235,8 +240,8 @@ func (l *Limits) Validate() error {
 		return errors.New("max_label_name_length must be positive")
 	case l.MaxLabelValueLength <= 0:
 		return errors.New("max_label_value_length must be positive")
-	case l.MaxRequestBytes <= 0:
-		return errors.New("max_request_bytes must be positive")
+	case l.MaxRequestBytes <= 0 || l.MaxRequestBytes > MaxRequestBytesLimit:
+		return fmt.Errorf("max_request_bytes must be between 1 and %d", MaxRequestBytesLimit)
 	}
 	return nil
 }

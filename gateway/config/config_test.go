@@ -47,6 +47,7 @@ func TestParseRefuses(t *testing.T) {
 		"bad cluster label":       "cluster_label: 'cluster-id'",
 		"name as cluster label":   "cluster_label: __name__",
 		"negative limit":          "limits: {max_series: -1}",
+		"huge request limit":      "limits: {max_request_bytes: 4000000000}",
 		"zero retention":          "storage: {retention: 0s}",
 		"self not a member":       "ring: {self: gw-1, members: [{name: gw-0, url: 'http://127.0.0.1:9096'}]}",
 		"relative member url":     "ring: {self: gw-0, members: [{name: gw-0, url: '127.0.0.1:9096'}]}",

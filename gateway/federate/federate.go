@@ -98,8 +98,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := h.bufs.Get().(*state)
 	defer h.bufs.Put(st)
 
+	w.Header().Set("Vary", "Accept-Encoding")
 	var out io.Writer = w
-	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+	gzipped := acceptsGzip(r.Header.Get("Accept-Encoding"))
+	if gzipped {
 		w.Header().Set("Content-Encoding", "gzip")
 		if st.gz == nil {
 			st.gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
@@ -113,7 +115,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = st.bw.Flush()
 	}
-	if err == nil && out != io.Writer(w) {
+	if err == nil && gzipped {
 		err = st.gz.Close()
 	}
 	st.bw.Reset(nil)
@@ -187,6 +189,8 @@ func (h *Handler) write(st *state, sels []selector) (int, error) {
 		return 0, nil
 	}
 	minT := h.src.MinTime()
+	// The pooled snapshot must not keep removed series alive.
+	defer func() { clear(st.series[:cap(st.series)]) }()
 	st.names = h.src.AppendFamilyNames(st.names[:0])
 	written := 0
 	active := make([]*selector, 0, len(sels))
@@ -221,7 +225,6 @@ func (h *Handler) write(st *state, sels []selector) (int, error) {
 			written++
 		}
 	}
-	clear(st.series) // drop references to series that may be removed
 	return written, nil
 }
 

@@ -116,9 +116,13 @@ func TestFederateOutput(t *testing.T) {
 	)
 	appendSeries(t, hd, now.UnixMilli(), math.Inf(1), "__name__", "inf", "cluster_id", "a")
 	appendSeries(t, hd, now.UnixMilli(), math.Float64frombits(head.StaleNaN), "__name__", "stale", "cluster_id", "a")
-	appendSeries(t, hd, now.UnixMilli()-11*60*1000+1, 1, "__name__", "expired", "cluster_id", "a")
-	hd.AppendFamily(nil, "expired") // created, but its newest sample is past retention below
-	h := newHandler(hd)
+	// Held, but past retention by the time of the scrape: the head's clock
+	// moves on below, GC has not run.
+	appendSeries(t, hd, now.UnixMilli()-9*60*1000, 1, "__name__", "expired", "cluster_id", "a")
+	if len(hd.AppendFamily(nil, "expired")) != 1 {
+		t.Fatal("the expired series was not created")
+	}
+	h := newHandler(&laterClock{Head: hd, by: 2 * time.Minute})
 
 	for _, gz := range []bool{false, true} {
 		w, body := get(t, h, gz, `{__name__=~".+"}`)
@@ -152,6 +156,14 @@ func TestFederateOutput(t *testing.T) {
 		}
 	}
 }
+
+// laterClock is a head seen from a clock that has moved on by "by".
+type laterClock struct {
+	*head.Head
+	by time.Duration
+}
+
+func (l *laterClock) MinTime() int64 { return l.Head.MinTime() + l.by.Milliseconds() }
 
 func TestFederateSelectors(t *testing.T) {
 	hd := newTestHead(t,

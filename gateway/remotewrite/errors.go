@@ -20,7 +20,21 @@ func (e malformed) Error() string { return string(e) }
 // Is makes every decode error match ErrMalformed.
 func (e malformed) Is(target error) bool { return target == ErrMalformed }
 
+// ErrTooDense is returned (and matches ErrMalformed) when a request decodes
+// to more series, labels and samples than its size can honestly hold: more
+// than DensityFactor times its bytes plus DensitySlack, in memory. Real
+// requests stay near 2×; degenerate ones (millions of empty series or
+// labels) would otherwise turn a 32 MiB body into gigabytes.
+var ErrTooDense error = errTooDense
+
+// The density budget; see ErrTooDense.
 const (
+	DensityFactor = 8
+	DensitySlack  = 1 << 20
+)
+
+const (
+	errTooDense  malformed = "request decodes to more series, labels and samples than its size allows"
 	errTruncated malformed = "unexpected EOF"
 	errOverflow  malformed = "varint overflows 64 bits"
 	errLength    malformed = "negative length"

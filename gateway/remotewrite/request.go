@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 )
 
@@ -20,6 +21,33 @@ type Request struct {
 	// windows into them. They keep their capacity across calls.
 	labels  []Label
 	samples []Sample
+	budget  int // bytes the decoded form may take; see ErrTooDense
+}
+
+// Footprint returns the bytes of memory r's slices hold, for a pool that
+// must not keep oversized Requests.
+func (r *Request) Footprint() int {
+	return cap(r.Series)*int(unsafe.Sizeof(Series{})) + cap(r.labels)*int(unsafe.Sizeof(Label{})) + cap(r.samples)*int(unsafe.Sizeof(Sample{}))
+}
+
+// room makes room for one more element in the full slice *s, doubling it,
+// unless the decoded form would then pass r's density budget. Growing only
+// here, by doubling (append grows large slices by 1.25×, copying about 5n
+// elements to reach n), keeps what a request allocates to a small multiple
+// of its budget, and steady state (pooled capacity) never grows at all.
+func room[T any](r *Request, s *[]T) bool {
+	var zero T
+	n := max(cap(*s), 64)
+	if r.used()+n*int(unsafe.Sizeof(zero)) > r.budget {
+		return false
+	}
+	*s = slices.Grow(*s, n)
+	return true
+}
+
+// used returns the bytes the request decoded so far takes.
+func (r *Request) used() int {
+	return len(r.Series)*int(unsafe.Sizeof(Series{})) + len(r.labels)*int(unsafe.Sizeof(Label{})) + len(r.samples)*int(unsafe.Sizeof(Sample{}))
 }
 
 // Reset empties r and drops every reference into the last input buffer, so a
@@ -40,6 +68,7 @@ func (r *Request) Reset() {
 func (r *Request) Unmarshal(b []byte) error {
 	oldLabels, oldSeries := len(r.labels), len(r.Series)
 	r.Series, r.labels, r.samples, r.Metadata = r.Series[:0], r.labels[:0], r.samples[:0], 0
+	r.budget = DensityFactor*len(b) + DensitySlack
 	err := r.decode(b)
 	if err != nil {
 		oldLabels, oldSeries = max(oldLabels, len(r.labels)), max(oldSeries, len(r.Series))
@@ -168,12 +197,18 @@ func (r *Request) decodeSeries(b []byte) error {
 				switch b[i] {
 				case 1<<3 | wireBytes:
 					if l, ok := canonicalLabel(b[from:to]); ok {
+						if len(r.labels) == cap(r.labels) && !room(r, &r.labels) {
+							return errTooDense
+						}
 						r.labels = append(r.labels, l)
 						i = to
 						continue
 					}
 				case 2<<3 | wireBytes:
 					if smp, ok := canonicalSample(b[from:to]); ok {
+						if len(r.samples) == cap(r.samples) && !room(r, &r.samples) {
+							return errTooDense
+						}
 						r.samples = append(r.samples, smp)
 						i = to
 						continue
@@ -200,6 +235,9 @@ func (r *Request) decodeSeries(b []byte) error {
 			if err != nil {
 				return fmt.Errorf("label %d: %w", n, err)
 			}
+			if len(r.labels) == cap(r.labels) && !room(r, &r.labels) {
+				return errTooDense
+			}
 			r.labels = append(r.labels, l)
 			i = to
 		case 2:
@@ -214,6 +252,9 @@ func (r *Request) decodeSeries(b []byte) error {
 			smp, err := decodeSample(b[from:to])
 			if err != nil {
 				return fmt.Errorf("sample %d: %w", n, err)
+			}
+			if len(r.samples) == cap(r.samples) && !room(r, &r.samples) {
+				return errTooDense
 			}
 			r.samples = append(r.samples, smp)
 			i = to
@@ -251,6 +292,9 @@ func (r *Request) decodeSeries(b []byte) error {
 	}
 	// Only the lengths of these windows survive fixWindows.
 	s.Labels, s.Samples = r.labels[firstLabel:], r.samples[firstSample:]
+	if len(r.Series) == cap(r.Series) && !room(r, &r.Series) {
+		return errTooDense
+	}
 	r.Series = append(r.Series, s)
 	return nil
 }
