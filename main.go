@@ -25,6 +25,7 @@ import (
 	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/gateway/federate"
 	"github.com/fedgate/fedgate/ring"
+	"github.com/fedgate/fedgate/wal"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -121,7 +122,11 @@ func run(f *flags, logger *slog.Logger) error {
 	}, func() float64 { return float64(rng.Members()) }))
 
 	hd := head.New(head.Options{Retention: time.Duration(cfg.Storage.Retention)}, reg)
-	writes := gateway.NewWriteHandler(settings, hd, nil, logger, reg)
+	store, err := wal.Open(f.storagePath, hd, wal.Options{}, logger, reg)
+	if err != nil {
+		return err
+	}
+	writes := gateway.NewWriteHandler(settings, store, nil, logger, reg)
 	health := &gateway.Health{}
 	rl := newReloader(f.configFile, cfg, writes, logger, reg)
 
@@ -136,11 +141,16 @@ func run(f *flags, logger *slog.Logger) error {
 	internal.HandleFunc("POST /-/reload", rl.serveHTTP)
 	internal.HandleFunc("GET /-/healthy", health.Healthy)
 	internal.HandleFunc("GET /-/ready", health.ReadyHandler)
-	internal.HandleFunc("GET /{$}", statusPage(cfg, hd, rng))
+	internal.HandleFunc("GET /{$}", statusPage(rl.current, hd, rng))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go hd.Run(ctx)
+
+	// Signals are caught before anything is served, so an early SIGTERM or
+	// SIGHUP is handled rather than killing the process.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
 
 	servers := []*http.Server{
 		newServer(public, time.Minute),
@@ -164,12 +174,15 @@ func run(f *flags, logger *slog.Logger) error {
 			}
 		}()
 	}
+	// Listeners are up (healthy, writes answered 503) while the log replays.
+	if err := store.Replay(); err != nil {
+		logger.Error("wal replay found corruption; serving what could be read", "err", err)
+	}
+	var bg sync.WaitGroup
+	bg.Go(func() { store.Run(ctx) })
 	health.SetReady()
-	logger.Info("fedgate ready", "tenants", len(cfg.Tenants), "retention", cfg.Storage.Retention.String())
+	logger.Info("fedgate ready", "tenants", len(cfg.Tenants), "retention", cfg.Storage.Retention.String(), "series", hd.NumSeries())
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sig)
 	var runErr error
 wait:
 	for {
@@ -196,6 +209,10 @@ wait:
 	}
 	wg.Wait()
 	cancel()
+	bg.Wait()
+	if err := store.Close(); err != nil {
+		logger.Error("closing the wal", "err", err)
+	}
 	if runErr != nil {
 		return fmt.Errorf("serve: %w", runErr)
 	}
@@ -214,8 +231,9 @@ func newServer(h http.Handler, writeTimeout time.Duration) *http.Server {
 	}
 }
 
-func statusPage(cfg *config.File, hd *head.Head, rng *ring.Ring) http.HandlerFunc {
+func statusPage(current func() *config.File, hd *head.Head, rng *ring.Ring) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
+		cfg := current()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "fedgate\n\ncluster label:  %s\nring members:   %d\nheld series:    %d\nretention:      %s\n\nendpoints: /federate?match[]=..., /metrics, POST /-/reload\n",
 			cfg.ClusterLabel, rng.Members(), hd.NumSeries(), cfg.Storage.Retention)

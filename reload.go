@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 type reloader struct {
 	path    string
 	started *config.File // what storage and ring settings are in force
+	running atomic.Pointer[config.File]
 	writes  *gateway.WriteHandler
 	logger  *slog.Logger
 	mu      sync.Mutex
@@ -41,6 +43,7 @@ func newReloader(path string, started *config.File, writes *gateway.WriteHandler
 	}
 	r.success.Set(1)
 	r.last.SetToCurrentTime()
+	r.running.Store(started)
 	reg.MustRegister(r.success, r.last)
 	return r
 }
@@ -70,11 +73,15 @@ func (r *reloader) apply() error {
 		return err
 	}
 	r.writes.Apply(s)
+	r.running.Store(cfg)
 	if cfg.Storage != r.started.Storage || !reflect.DeepEqual(cfg.Ring, r.started.Ring) {
 		r.logger.Warn("config reload: storage and ring settings take effect only at restart")
 	}
 	return nil
 }
+
+// current returns the configuration in force.
+func (r *reloader) current() *config.File { return r.running.Load() }
 
 func (r *reloader) serveHTTP(w http.ResponseWriter, _ *http.Request) {
 	start := time.Now()

@@ -63,6 +63,7 @@ type Head struct {
 	tenants map[string]*tenant
 
 	numSeries atomic.Int64
+	lastRef   atomic.Uint64
 	metrics   metrics
 }
 
@@ -86,10 +87,14 @@ type tenant struct {
 type Series struct {
 	labels Labels
 	name   string // the __name__ value, a substring of labels
+	ref    uint64 // unique for the life of the data directory
 	hash   uint64
 	next   *Series // next series of the same hash in its stripe
 	tenant *tenant
 	famIdx int // index in its family; guarded by Head.famMu
+
+	// logged is set once a series record for it is durable in the WAL.
+	logged atomic.Bool
 
 	// seq is odd while t and v are being written (a sequence lock).
 	seq atomic.Uint64
@@ -153,49 +158,115 @@ func (h *Head) MinTime() int64 {
 	return h.now().Add(-h.retention).UnixMilli()
 }
 
-// Append applies the newest sample of each series of b. It returns only
-// when the batch is applied; the error result is for storage that can fail
-// (a WAL), the head alone never fails.
+// noSample is the timestamp of a series created by Prepare whose first
+// sample has not been committed yet: older than any retention, so such a
+// series is never visible and GC removes it if its commit never comes.
+const noSample = math.MinInt64
+
+// Append applies the newest sample of each series of b: Prepare, then
+// Commit, series by series. It is the whole store when nothing needs to be
+// logged in between.
 func (h *Head) Append(_ context.Context, b *Batch) error {
-	ten := h.tenant(b.Tenant)
-	minT := h.MinTime()
-	var created, outOfOrder int
+	ten, minT := h.tenant(b.Tenant), h.MinTime()
+	created, outOfOrder := 0, 0
 	for i := range b.Series {
-		bs := &b.Series[i]
-		if len(bs.Samples) == 0 {
-			continue
-		}
-		newest := bs.Samples[0]
-		for _, s := range bs.Samples[1:] {
-			if s.T > newest.T {
-				newest = s
-			}
-		}
-		hash := xxhash.Sum64(bs.Labels)
-		st := &h.stripes[hash&(stripeCount-1)]
-		st.mu.Lock()
-		s := st.get(hash, bs.Labels)
-		switch {
-		case s == nil:
-			if newest.T < minT {
-				break // too old to be visible: nothing to hold
-			}
-			s = h.create(st, hash, bs.Labels, ten)
-			s.set(newest.T, newest.V)
+		s, isNew := h.prepareOne(ten, &b.Series[i], minT)
+		if isNew {
 			created++
-		default:
-			held := s.t.Load()
-			for _, smp := range bs.Samples {
-				if smp.T <= held {
-					outOfOrder++
-				}
-			}
-			if newest.T > held {
-				s.set(newest.T, newest.V)
+		}
+		outOfOrder += h.commitOne(s, b.Series[i].Samples)
+	}
+	h.count(ten, created, outOfOrder)
+	return nil
+}
+
+// Prepare resolves every series of b to a held series, creating the missing
+// ones (not visible until Commit gives them a sample), and appends them to
+// dst in the order of b.Series. A series of b without samples, or whose
+// samples are all too old to be visible and which is not held yet, resolves
+// to nil. Series returned by Prepare are not removed by GC until Commit, as
+// long as the caller keeps GC from running in between (the WAL's cut
+// barrier does).
+func (h *Head) Prepare(b *Batch, dst []*Series) []*Series {
+	ten, minT := h.tenant(b.Tenant), h.MinTime()
+	created := 0
+	for i := range b.Series {
+		s, isNew := h.prepareOne(ten, &b.Series[i], minT)
+		if isNew {
+			created++
+		}
+		dst = append(dst, s)
+	}
+	h.count(ten, created, 0)
+	return dst
+}
+
+// Commit applies to each series of ss (as returned by Prepare for b) the
+// newest sample of the matching batch series, if it is newer than the one
+// held.
+func (h *Head) Commit(b *Batch, ss []*Series) {
+	outOfOrder := 0
+	for i, s := range ss {
+		outOfOrder += h.commitOne(s, b.Series[i].Samples)
+	}
+	h.count(nil, 0, outOfOrder)
+}
+
+func (h *Head) prepareOne(ten *tenant, bs *BatchSeries, minT int64) (s *Series, created bool) {
+	if len(bs.Samples) == 0 {
+		return nil, false
+	}
+	hash := xxhash.Sum64(bs.Labels)
+	st := &h.stripes[hash&(stripeCount-1)]
+	st.mu.Lock()
+	s = st.get(hash, bs.Labels)
+	if s == nil && newestT(bs.Samples) >= minT {
+		s = h.create(st, hash, bs.Labels, ten, h.lastRef.Add(1))
+		s.t.Store(noSample)
+		created = true
+	}
+	st.mu.Unlock()
+	return s, created
+}
+
+// commitOne applies the newest of samples to s and returns how many of
+// samples were not newer than the sample held before.
+func (h *Head) commitOne(s *Series, samples []Sample) (outOfOrder int) {
+	if s == nil {
+		return 0
+	}
+	newest := samples[0]
+	for _, smp := range samples[1:] {
+		if smp.T > newest.T {
+			newest = smp
+		}
+	}
+	st := &h.stripes[s.hash&(stripeCount-1)]
+	st.mu.Lock()
+	held := s.t.Load()
+	if held != noSample {
+		for _, smp := range samples {
+			if smp.T <= held {
+				outOfOrder++
 			}
 		}
-		st.mu.Unlock()
 	}
+	if newest.T > held {
+		s.set(newest.T, newest.V)
+	}
+	st.mu.Unlock()
+	return outOfOrder
+}
+
+func newestT(samples []Sample) int64 {
+	t := samples[0].T
+	for _, s := range samples[1:] {
+		t = max(t, s.T)
+	}
+	return t
+}
+
+func (h *Head) count(ten *tenant, created, outOfOrder int) {
 	if created > 0 {
 		h.metrics.created.Add(float64(created))
 		h.numSeries.Add(int64(created))
@@ -204,7 +275,37 @@ func (h *Head) Append(_ context.Context, b *Batch) error {
 	if outOfOrder > 0 {
 		h.metrics.outOfOrder.Add(float64(outOfOrder))
 	}
-	return nil
+}
+
+// Restore holds a series read back from the log under its ref, or returns
+// the series already held with the same labels (an older ref of it).
+func (h *Head) Restore(ref uint64, tenant string, lbls []byte) *Series {
+	hash := xxhash.Sum64(lbls)
+	st := &h.stripes[hash&(stripeCount-1)]
+	st.mu.Lock()
+	s := st.get(hash, lbls)
+	if s == nil {
+		ten := h.tenant(tenant)
+		s = h.create(st, hash, lbls, ten, ref)
+		s.t.Store(noSample)
+		h.numSeries.Add(1)
+		ten.series.Add(1)
+	}
+	s.logged.Store(true)
+	st.mu.Unlock()
+	for last := h.lastRef.Load(); ref > last && !h.lastRef.CompareAndSwap(last, ref); last = h.lastRef.Load() {
+	}
+	return s
+}
+
+// RestoreSample applies one sample read back from the log: newest wins.
+func (h *Head) RestoreSample(s *Series, t int64, v float64) {
+	st := &h.stripes[s.hash&(stripeCount-1)]
+	st.mu.Lock()
+	if t > s.t.Load() {
+		s.set(t, v)
+	}
+	st.mu.Unlock()
 }
 
 func (st *stripe) get(hash uint64, lbls []byte) *Series {
@@ -218,8 +319,8 @@ func (st *stripe) get(hash uint64, lbls []byte) *Series {
 
 // create adds a series to stripe st, which the caller has locked, and to its
 // family.
-func (h *Head) create(st *stripe, hash uint64, lbls []byte, ten *tenant) *Series {
-	s := &Series{labels: Labels(lbls), hash: hash, tenant: ten}
+func (h *Head) create(st *stripe, hash uint64, lbls []byte, ten *tenant, ref uint64) *Series {
+	s := &Series{labels: Labels(lbls), hash: hash, tenant: ten, ref: ref}
 	s.name = s.labels.Get("__name__")
 	s.next = st.series[hash]
 	st.series[hash] = s
@@ -264,6 +365,22 @@ func (s *Series) set(t int64, v float64) {
 
 // Labels returns the series' label set.
 func (s *Series) Labels() Labels { return s.labels }
+
+// Ref returns the series' number, unique for the life of the data directory.
+func (s *Series) Ref() uint64 { return s.ref }
+
+// Tenant returns the ID of the tenant the series belongs to.
+func (s *Series) Tenant() string { return s.tenant.id }
+
+// Committed reports whether the series has a sample: false only between
+// Prepare and Commit, or after a Prepare whose Commit never came.
+func (s *Series) Committed() bool { return s.t.Load() != noSample }
+
+// Logged reports whether a series record for s is durable in the log.
+func (s *Series) Logged() bool { return s.logged.Load() }
+
+// SetLogged records that a series record for s is durable in the log.
+func (s *Series) SetLogged() { s.logged.Store(true) }
 
 // Latest returns the newest sample held for the series.
 func (s *Series) Latest() (t int64, v float64) {
@@ -314,6 +431,22 @@ func (h *Head) AppendFamily(dst []*Series, name string) []*Series {
 		dst = append(dst, f.series...)
 	}
 	h.famMu.RUnlock()
+	return dst
+}
+
+// AppendAllSeries appends every held series to dst: a snapshot, for a
+// checkpoint.
+func (h *Head) AppendAllSeries(dst []*Series) []*Series {
+	for i := range h.stripes {
+		st := &h.stripes[i]
+		st.mu.Lock()
+		for _, first := range st.series {
+			for s := first; s != nil; s = s.next {
+				dst = append(dst, s)
+			}
+		}
+		st.mu.Unlock()
+	}
 	return dst
 }
 

@@ -139,7 +139,7 @@ func TestHashCollisions(t *testing.T) {
 	st := &h.stripes[0]
 	a, b, d := packed("__name__", "x", "i", "1"), packed("__name__", "x", "i", "2"), packed("__name__", "y", "i", "3")
 	for _, l := range [][]byte{a, b, d} {
-		h.create(st, 42, l, ten).set(c.t.UnixMilli(), 1)
+		h.create(st, 42, l, ten, h.lastRef.Add(1)).set(c.t.UnixMilli(), 1)
 	}
 	for _, l := range [][]byte{a, b, d} {
 		if s := st.get(42, l); s == nil || string(s.labels) != string(l) {
@@ -201,7 +201,7 @@ func TestLatestIsConsistent(t *testing.T) {
 	wg.Wait()
 }
 
-func TestAppendExistingSeriesDoesNotAllocate(t *testing.T) {
+func TestPrepareCommitExistingSeriesDoesNotAllocate(t *testing.T) {
 	h, c := newTestHead(t)
 	now := c.t.UnixMilli()
 	b := &Batch{Tenant: "a"}
@@ -215,14 +215,19 @@ func TestAppendExistingSeriesDoesNotAllocate(t *testing.T) {
 	if err := h.Append(ctx, b); err != nil {
 		t.Fatal(err)
 	}
+	ss := make([]*Series, 0, len(b.Series))
 	allocs := testing.AllocsPerRun(20, func() {
 		now++
 		for i := range b.Series {
 			b.Series[i].Samples[0].T = now
 		}
-		_ = h.Append(ctx, b)
+		ss = h.Prepare(b, ss[:0])
+		h.Commit(b, ss)
 	})
 	if allocs > 0 {
-		t.Fatalf("Append of 500 existing series allocated %v times", allocs)
+		t.Fatalf("Prepare and Commit of 500 existing series allocated %v times", allocs)
+	}
+	if ts, _, _ := latest(t, h, b.Series[0].Labels); ts != now {
+		t.Fatalf("latest sample at %d, want %d", ts, now)
 	}
 }

@@ -1,0 +1,84 @@
+package wal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// CorruptionError reports a record that cannot be read: where it starts and
+// why. Replay goes on with the next file.
+type CorruptionError struct {
+	File   string // segment or checkpoint file name
+	Offset int64  // where the bad record starts
+	Err    error
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("corrupt record in %s at offset %d: %v", e.File, e.Offset, e.Err)
+}
+
+func (e *CorruptionError) Unwrap() error { return e.Err }
+
+var (
+	errTorn   = errors.New("record cut short (torn write)")
+	errZero   = errors.New("zeroed region")
+	errLength = errors.New("record length out of range")
+	errCRC    = errors.New("checksum mismatch")
+	errType   = errors.New("unknown record type")
+)
+
+// reader reads the records of one file in order.
+type reader struct {
+	name   string
+	r      *bufio.Reader
+	offset int64 // where the next record starts
+	buf    []byte
+	hdr    [headerSize]byte
+}
+
+func newReader(name string, r io.Reader, buf []byte) *reader {
+	return &reader{name: name, r: bufio.NewReaderSize(r, 1<<20), buf: buf}
+}
+
+// next returns the next record's type and payload, valid until the next
+// call; io.EOF at a clean end; or a *CorruptionError.
+func (r *reader) next() (byte, []byte, error) {
+	_, err := io.ReadFull(r.r, r.hdr[:])
+	switch {
+	case err == io.EOF:
+		return 0, nil, io.EOF
+	case err != nil:
+		return 0, nil, r.corrupt(errTorn)
+	}
+	length := binary.LittleEndian.Uint32(r.hdr[0:])
+	sum := binary.LittleEndian.Uint32(r.hdr[4:])
+	if length == 0 {
+		return 0, nil, r.corrupt(errZero)
+	}
+	if length > maxRecord {
+		return 0, nil, r.corrupt(errLength)
+	}
+	if cap(r.buf) < int(length) {
+		r.buf = make([]byte, length)
+	}
+	body := r.buf[:length]
+	if _, err := io.ReadFull(r.r, body); err != nil {
+		return 0, nil, r.corrupt(errTorn)
+	}
+	if crc32.Checksum(body, castagnoli) != sum {
+		return 0, nil, r.corrupt(errCRC)
+	}
+	if body[0] != recSeries && body[0] != recSamples {
+		return 0, nil, r.corrupt(errType)
+	}
+	r.offset += headerSize + int64(length)
+	return body[0], body[1:], nil
+}
+
+func (r *reader) corrupt(err error) error {
+	return &CorruptionError{File: r.name, Offset: r.offset, Err: err}
+}

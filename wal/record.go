@@ -1,0 +1,215 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+// Record types. See the package documentation for their payloads.
+const (
+	recSeries  byte = 1
+	recSamples byte = 2
+)
+
+const (
+	headerSize = 8 // length uint32, crc uint32; the type byte is counted in length
+	// maxRecord bounds one record; a larger length is corruption. A request
+	// is at most max_request_bytes decoded, and its records are smaller.
+	maxRecord = 256 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// frame reserves a record header at the end of b; the caller appends the
+// type byte and payload, then finish fills the header in.
+func frame(b []byte) (out []byte, start int) {
+	start = len(b)
+	return append(b, make([]byte, headerSize)...), start
+}
+
+func finish(b []byte, start int) []byte {
+	body := b[start+headerSize:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(body, castagnoli))
+	return b
+}
+
+// appendSeriesRecord appends a series record for ss.
+func appendSeriesRecord(b []byte, ss []*head.Series) []byte {
+	b, start := frame(b)
+	b = append(b, recSeries)
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = binary.AppendUvarint(b, s.Ref())
+		t := s.Tenant()
+		b = binary.AppendUvarint(b, uint64(len(t)))
+		b = append(b, t...)
+		l := s.Labels()
+		b = binary.AppendUvarint(b, uint64(len(l)))
+		b = append(b, l...)
+	}
+	return finish(b, start)
+}
+
+// sampleRef is one sample with the ref of its series.
+type sampleRef struct {
+	ref uint64
+	t   int64
+	v   float64
+}
+
+// samplesWriter builds one samples record incrementally.
+type samplesWriter struct {
+	b     []byte
+	start int
+	count int
+	base  int64
+	// countAt is where the count placeholder sits; the count is written as
+	// a fixed-width uvarint (padded) once known.
+	countAt int
+}
+
+const countWidth = 5 // a padded uvarint of up to 2^35-1 samples
+
+func (w *samplesWriter) begin(b []byte, base int64) {
+	w.b, w.start = frame(b)
+	w.b = append(w.b, recSamples)
+	w.countAt = len(w.b)
+	w.b = append(w.b, make([]byte, countWidth)...)
+	w.b = binary.AppendVarint(w.b, base)
+	w.base, w.count = base, 0
+}
+
+func (w *samplesWriter) add(ref uint64, t int64, v float64) {
+	w.b = binary.AppendUvarint(w.b, ref)
+	w.b = binary.AppendVarint(w.b, t-w.base)
+	w.b = binary.LittleEndian.AppendUint64(w.b, math.Float64bits(v))
+	w.count++
+}
+
+func (w *samplesWriter) end() []byte {
+	putPaddedUvarint(w.b[w.countAt:w.countAt+countWidth], uint64(w.count))
+	return finish(w.b, w.start)
+}
+
+// putPaddedUvarint writes v as a uvarint of exactly len(dst) bytes, using
+// continuation bits on zero groups; binary.Uvarint reads it back.
+func putPaddedUvarint(dst []byte, v uint64) {
+	for i := range dst {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if i < len(dst)-1 {
+			c |= 0x80
+		}
+		dst[i] = c
+	}
+}
+
+var errShort = errors.New("payload ends early")
+
+// payloadReader decodes a record payload.
+type payloadReader struct {
+	b   []byte
+	err error
+}
+
+func (r *payloadReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *payloadReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *payloadReader) bytes(n uint64) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.err = errShort
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *payloadReader) uint64() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) < 8 {
+		r.err = errShort
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+// decodeSeries calls fn for each entry of a series record payload. The
+// slices passed to fn alias payload.
+func decodeSeries(payload []byte, fn func(ref uint64, tenant, labels []byte)) error {
+	r := payloadReader{b: payload}
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		ref := r.uvarint()
+		tenant := r.bytes(r.uvarint())
+		labels := r.bytes(r.uvarint())
+		if r.err == nil {
+			fn(ref, tenant, labels)
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
+	}
+	if r.err != nil {
+		return fmt.Errorf("series record: %w", r.err)
+	}
+	return nil
+}
+
+// decodeSamples calls fn for each entry of a samples record payload.
+func decodeSamples(payload []byte, fn func(ref uint64, t int64, v float64)) error {
+	r := payloadReader{b: payload}
+	n := r.uvarint()
+	base := r.varint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		ref := r.uvarint()
+		t := base + r.varint()
+		v := math.Float64frombits(r.uint64())
+		if r.err == nil {
+			fn(ref, t, v)
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
+	}
+	if r.err != nil {
+		return fmt.Errorf("samples record: %w", r.err)
+	}
+	return nil
+}

@@ -1,0 +1,460 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+// Options configure the log.
+type Options struct {
+	// SegmentSize is the size past which a new segment is started.
+	SegmentSize int64
+	// CheckpointInterval is how often the head is checkpointed, expired
+	// series are removed and covered segments deleted.
+	CheckpointInterval time.Duration
+
+	// createSegment opens a new segment file; tests inject failures here.
+	createSegment func(path string) (segmentFile, error)
+}
+
+func (o *Options) defaults() {
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = 128 << 20
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = time.Minute
+	}
+	if o.createSegment == nil {
+		o.createSegment = createSegment
+	}
+}
+
+// ErrNotReady is returned by Append before replay has finished and after
+// Close.
+var ErrNotReady = errors.New("write-ahead log not ready")
+
+// Storage is the durable store behind the write path: the log plus the
+// head it feeds. See the package documentation.
+type Storage struct {
+	dir    string
+	head   *head.Head
+	opts   Options
+	logger *slog.Logger
+	m      *metrics
+
+	log   *log
+	ready atomic.Bool
+	// cutMu is the cut barrier: Appends hold it shared from Prepare to
+	// Commit, a cut or GC holds it exclusively.
+	cutMu sync.RWMutex
+	pool  sync.Pool // of *appendState
+
+	checkpointMu   sync.Mutex
+	lastCheckpoint int // the segment the newest checkpoint covers, or 0
+}
+
+type appendState struct {
+	ss    []*head.Series
+	fresh []*head.Series
+	buf   []byte
+	sw    samplesWriter
+}
+
+// Open prepares the log under dir/wal for hd. It reads nothing yet: call
+// Replay, which makes the Storage ready.
+func Open(dir string, hd *head.Head, opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, error) {
+	opts.defaults()
+	s := &Storage{dir: filepath.Join(dir, "wal"), head: hd, opts: opts, logger: logger, m: newMetrics(reg)}
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open wal: %w", err)
+	}
+	s.pool.New = func() any { return new(appendState) }
+	return s, nil
+}
+
+// Ready reports whether replay is done and Appends are taken.
+func (s *Storage) Ready() bool { return s.ready.Load() }
+
+// Append logs every sample of b, waits for the fsync that covers them, then
+// applies b to the head. An error means nothing of b is acknowledged.
+func (s *Storage) Append(_ context.Context, b *head.Batch) error {
+	if !s.ready.Load() {
+		return ErrNotReady
+	}
+	st := s.pool.Get().(*appendState)
+	defer s.pool.Put(st)
+
+	s.cutMu.RLock()
+	defer s.cutMu.RUnlock()
+	st.ss = s.head.Prepare(b, st.ss[:0])
+	st.fresh = st.fresh[:0]
+	first, found := int64(0), false // the samples record's base timestamp
+	for i, x := range st.ss {
+		if x == nil {
+			continue
+		}
+		if !x.Logged() {
+			st.fresh = append(st.fresh, x)
+		}
+		if !found {
+			first, found = b.Series[i].Samples[0].T, true
+		}
+	}
+	buf := st.buf[:0]
+	records := 1
+	if len(st.fresh) > 0 {
+		buf = appendSeriesRecord(buf, st.fresh)
+		records++
+	}
+	st.sw.begin(buf, first)
+	for i, x := range st.ss {
+		if x == nil {
+			continue
+		}
+		for _, smp := range b.Series[i].Samples {
+			st.sw.add(x.Ref(), smp.T, smp.V)
+		}
+	}
+	if st.sw.count == 0 {
+		return nil // nothing holdable: every sample was past retention
+	}
+	st.buf = st.sw.end()
+	if err := s.log.commit(st.buf); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	s.m.recordsWritten.Add(float64(records))
+	for _, x := range st.fresh {
+		x.SetLogged()
+	}
+	s.head.Commit(b, st.ss)
+	clear(st.fresh)
+	clear(st.ss)
+	return nil
+}
+
+// Replay rebuilds the head from the newest checkpoint and the segments
+// after it, repairs a torn tail, and makes the Storage ready. Corruption
+// that is not a torn tail is logged, counted and returned as the first
+// *CorruptionError found, after replay has gone on past it: the caller may
+// serve anyway, as fedgate does.
+func (s *Storage) Replay() error {
+	start := time.Now()
+	segs, cps, err := s.listDir()
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	var firstErr error
+	report := func(err error) {
+		s.m.corruptions.Inc()
+		s.logger.Error("wal corruption; replay goes on with the next file", "err", err)
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+
+	refs := make(map[uint64]*head.Series)
+	buf := make([]byte, 0, 1<<20)
+	cp := 0
+	if len(cps) > 0 {
+		cp = cps[len(cps)-1]
+		name := checkpointName(cp)
+		if _, err := s.replayFile(name, refs, &buf); err != nil {
+			report(err)
+		}
+		for _, old := range cps[:len(cps)-1] {
+			s.remove(checkpointName(old))
+		}
+	}
+
+	last := cp
+	expect := cp + 1
+	for i, seg := range segs {
+		if seg <= cp {
+			s.remove(segmentName(seg)) // covered by the checkpoint; a crash kept it
+			continue
+		}
+		if seg != expect && (cp > 0 || expect != 1 || i > 0) {
+			report(&CorruptionError{File: segmentName(expect), Err: fmt.Errorf("segments %s to %s are missing", segmentName(expect), segmentName(seg-1))})
+		}
+		expect, last = seg+1, seg
+		off, err := s.replayFile(segmentName(seg), refs, &buf)
+		if err == nil {
+			continue
+		}
+		if i == len(segs)-1 {
+			if terr := s.truncate(segmentName(seg), off); terr != nil {
+				report(fmt.Errorf("repair %s: %w", segmentName(seg), terr))
+			}
+			continue
+		}
+		report(err)
+	}
+
+	s.lastCheckpoint = cp
+	s.log = newLog(s.dir, last, s.opts.SegmentSize, s.opts.createSegment, s.m)
+	s.updateSegments()
+	took := time.Since(start)
+	s.m.replayDuration.Set(took.Seconds())
+	s.logger.Info("wal replayed", "checkpoint", cp, "segments", len(segs), "series", s.head.NumSeries(), "duration", took.Round(time.Millisecond))
+	s.ready.Store(true)
+	return firstErr
+}
+
+// truncate cuts a torn tail off the last segment at off and logs what went.
+func (s *Storage) truncate(name string, off int64) error {
+	path := filepath.Join(s.dir, name)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	s.logger.Warn("wal: truncating torn tail of the last segment", "segment", name, "offset", off, "bytes_dropped", fi.Size()-off)
+	s.m.corruptions.Inc()
+	if err := os.Truncate(path, off); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+// replayFile applies one file's records to the head. It returns the offset
+// after the last good record and, if it stopped early, why.
+func (s *Storage) replayFile(name string, refs map[uint64]*head.Series, buf *[]byte) (int64, error) {
+	f, err := os.Open(filepath.Join(s.dir, name))
+	if err != nil {
+		return 0, &CorruptionError{File: name, Err: err}
+	}
+	defer f.Close()
+	r := newReader(name, f, *buf)
+	defer func() { *buf = r.buf }()
+	unknown := 0
+	for {
+		at := r.offset
+		typ, payload, err := r.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return at, err
+		}
+		switch typ {
+		case recSeries:
+			err = decodeSeries(payload, func(ref uint64, tenant, labels []byte) {
+				refs[ref] = s.head.Restore(ref, string(tenant), labels)
+			})
+		case recSamples:
+			err = decodeSamples(payload, func(ref uint64, t int64, v float64) {
+				if x := refs[ref]; x != nil {
+					s.head.RestoreSample(x, t, v)
+				} else {
+					unknown++
+				}
+			})
+		}
+		if err != nil {
+			r.offset = at
+			return at, &CorruptionError{File: name, Offset: at, Err: err}
+		}
+	}
+	if unknown > 0 {
+		s.m.unknownRefs.Add(float64(unknown))
+		s.logger.Warn("wal: samples of series whose series record was lost", "file", name, "samples", unknown)
+	}
+	return r.offset, nil
+}
+
+func checkpointName(n int) string { return "checkpoint." + segmentName(n) }
+
+// listDir returns the segment and checkpoint numbers in dir, sorted, and
+// removes unfinished checkpoints. Other files are left alone and logged.
+func (s *Storage) listDir() (segs, cps []int, err error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".tmp"):
+			s.remove(name)
+		case strings.HasPrefix(name, "checkpoint."):
+			if n, ok := parseSegmentName(strings.TrimPrefix(name, "checkpoint.")); ok && e.Type().IsRegular() {
+				cps = append(cps, n)
+				continue
+			}
+			s.logger.Warn("wal: ignoring a file that is not a checkpoint", "file", name)
+		default:
+			if n, ok := parseSegmentName(name); ok && e.Type().IsRegular() {
+				segs = append(segs, n)
+				continue
+			}
+			s.logger.Warn("wal: ignoring a file that is not a segment", "file", name)
+		}
+	}
+	slices.Sort(segs)
+	slices.Sort(cps)
+	return segs, cps, nil
+}
+
+func (s *Storage) remove(name string) {
+	if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.logger.Warn("wal: cannot remove file", "file", name, "err", err)
+	}
+}
+
+func (s *Storage) updateSegments() {
+	segs, _, err := s.listDir()
+	if err == nil {
+		s.m.segments.Set(float64(len(segs)))
+	}
+}
+
+// Checkpoint cuts the log, removes expired series from the head, writes the
+// head to a checkpoint covering every segment before the cut, and deletes
+// those segments.
+func (s *Storage) Checkpoint() error {
+	if !s.ready.Load() {
+		return ErrNotReady
+	}
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
+	start := time.Now()
+
+	s.cutMu.Lock()
+	n := s.log.cut()
+	s.head.GC()
+	s.cutMu.Unlock()
+	if n <= s.lastCheckpoint {
+		return nil // nothing logged since the last checkpoint
+	}
+	size, err := s.writeCheckpoint(n)
+	if err != nil {
+		s.m.checkpointErrors.Inc()
+		return fmt.Errorf("checkpoint %d: %w", n, err)
+	}
+	segs, cps, err := s.listDir()
+	if err != nil {
+		return fmt.Errorf("checkpoint %d: %w", n, err)
+	}
+	for _, seg := range segs {
+		if seg <= n {
+			s.remove(segmentName(seg))
+		}
+	}
+	for _, cp := range cps {
+		if cp < n {
+			s.remove(checkpointName(cp))
+		}
+	}
+	s.lastCheckpoint = n
+	s.updateSegments()
+	s.m.checkpointDuration.Observe(time.Since(start).Seconds())
+	s.m.checkpointBytes.Set(float64(size))
+	s.logger.Debug("wal checkpoint written", "covers", segmentName(n), "bytes", size, "duration", time.Since(start))
+	return nil
+}
+
+// checkpointChunk is how many series go into one pair of records.
+const checkpointChunk = 4096
+
+func (s *Storage) writeCheckpoint(n int) (int64, error) {
+	final := filepath.Join(s.dir, checkpointName(n))
+	tmp := final + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp) // a no-op once renamed
+	all := s.head.AppendAllSeries(nil)
+	var (
+		size  int64
+		buf   []byte
+		sw    samplesWriter
+		chunk = make([]*head.Series, 0, checkpointChunk)
+		ts    = make([]int64, 0, checkpointChunk)
+		vs    = make([]float64, 0, checkpointChunk)
+	)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		buf = appendSeriesRecord(buf[:0], chunk)
+		sw.begin(buf, ts[0])
+		for i, x := range chunk {
+			sw.add(x.Ref(), ts[i], vs[i])
+		}
+		buf = sw.end()
+		w, err := f.Write(buf)
+		size += int64(w)
+		chunk, ts, vs = chunk[:0], ts[:0], vs[:0]
+		return err
+	}
+	for _, x := range all {
+		t, v := x.Latest()
+		if !x.Logged() || !x.Committed() {
+			continue // never made it to the log: nothing acknowledged
+		}
+		chunk, ts, vs = append(chunk, x), append(ts, t), append(vs, v)
+		if len(chunk) == checkpointChunk {
+			if err := flush(); err != nil {
+				f.Close()
+				return 0, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return 0, err
+	}
+	return size, syncDir(s.dir)
+}
+
+// Run checkpoints every CheckpointInterval until ctx is done.
+func (s *Storage) Run(ctx context.Context) {
+	tick := time.NewTicker(s.opts.CheckpointInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := s.Checkpoint(); err != nil {
+				s.logger.Error("wal checkpoint failed; segments are kept", "err", err)
+			}
+		}
+	}
+}
+
+// Close stops taking Appends and closes the open segment. Appends still
+// running finish first.
+func (s *Storage) Close() error {
+	s.ready.Store(false)
+	s.cutMu.Lock()
+	defer s.cutMu.Unlock()
+	if s.log != nil {
+		s.log.close()
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+type testClock struct{ t time.Time }
+
+func (c *testClock) now() time.Time { return c.t }
+
+type env struct {
+	t     *testing.T
+	dir   string
+	clock *testClock
+	opts  Options
+}
+
+func newEnv(t *testing.T) *env {
+	return &env{t: t, dir: t.TempDir(), clock: &testClock{t: time.UnixMilli(1_700_000_000_000)}}
+}
+
+// open starts a Storage on the env's directory with a fresh head, replays,
+// and returns both.
+func (e *env) open() (*Storage, *head.Head, *prometheus.Registry) {
+	e.t.Helper()
+	reg := prometheus.NewRegistry()
+	hd := head.New(head.Options{Retention: 10 * time.Minute, Now: e.clock.now}, reg)
+	st, err := Open(e.dir, hd, e.opts, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := st.Replay(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { st.Close() })
+	return st, hd, reg
+}
+
+func labelsOf(tenant string, i int) []byte {
+	b := head.AppendLabel(nil, "__name__", "m")
+	b = head.AppendLabel(b, "cluster_id", tenant)
+	return head.AppendLabel(b, "i", fmt.Sprint(i))
+}
+
+// batch has series [from, to) of tenant, each with samples at the given
+// timestamps and value = timestamp.
+func batch(tenant string, from, to int, ts ...int64) *head.Batch {
+	b := &head.Batch{Tenant: tenant}
+	for i := from; i < to; i++ {
+		bs := head.BatchSeries{Labels: labelsOf(tenant, i)}
+		for _, t := range ts {
+			bs.Samples = append(bs.Samples, head.Sample{T: t, V: float64(t)})
+		}
+		b.Series = append(b.Series, bs)
+	}
+	return b
+}
+
+func mustAppend(t *testing.T, st *Storage, b *head.Batch) {
+	t.Helper()
+	if err := st.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// held returns the newest timestamp held for series i of tenant, or -1.
+func held(hd *head.Head, tenant string, i int) int64 {
+	want := string(labelsOf(tenant, i))
+	for _, s := range hd.AppendFamily(nil, "m") {
+		if string(s.Labels()) == want && s.Committed() {
+			t, v := s.Latest()
+			if v != float64(t) {
+				return -2
+			}
+			return t
+		}
+	}
+	return -1
+}
+
+func TestReplayRestoresEveryAcknowledgedSample(t *testing.T) {
+	e := newEnv(t)
+	e.opts.SegmentSize = 4096 // several segments
+	st, _, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("a", 0, 100, now-3000))
+	mustAppend(t, st, batch("b", 0, 50, now-2000, now-1000)) // a sender catching up
+	mustAppend(t, st, batch("a", 50, 150, now-500))           // half new, half existing
+	mustAppend(t, st, batch("a", 0, 10, now-4000))            // older: accepted, not held
+	st.Close()
+
+	segs, _, err := st.listDir()
+	if err != nil || len(segs) < 2 {
+		t.Fatalf("want several segments, got %v (%v)", segs, err)
+	}
+	_, hd, _ := e.open()
+	for i := range 150 {
+		want := now - 3000
+		if i >= 50 {
+			want = now - 500
+		}
+		if got := held(hd, "a", i); got != want {
+			t.Fatalf("a/%d: held %d, want %d", i, got, want)
+		}
+	}
+	for i := range 50 {
+		if got := held(hd, "b", i); got != now-1000 {
+			t.Fatalf("b/%d: held %d, want %d", i, got, now-1000)
+		}
+	}
+	if hd.NumSeries() != 200 || hd.TenantSeries("a") != 150 {
+		t.Fatalf("%d series (a: %d), want 200 (a: 150)", hd.NumSeries(), hd.TenantSeries("a"))
+	}
+}
+
+func TestAppendBeforeReplayIsRefused(t *testing.T) {
+	e := newEnv(t)
+	hd := head.New(head.Options{Retention: time.Minute, Now: e.clock.now}, nil)
+	st, err := Open(e.dir, hd, Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Append(context.Background(), batch("a", 0, 1, e.clock.t.UnixMilli())); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Append before Replay = %v, want ErrNotReady", err)
+	}
+	if st.Ready() {
+		t.Fatal("ready before replay")
+	}
+}
+
+func TestCheckpointBoundsDiskAndDropsExpiredSeries(t *testing.T) {
+	e := newEnv(t)
+	e.opts.SegmentSize = 8192
+	st, hd, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	for round := range 20 {
+		mustAppend(t, st, batch("a", 0, 100, now+int64(round)))
+	}
+	mustAppend(t, st, batch("old", 0, 30, now))
+	segsBefore, _, _ := st.listDir()
+	if err := st.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	segs, cps, _ := st.listDir()
+	if len(cps) != 1 || len(segs) != 0 {
+		t.Fatalf("after checkpoint: segments %v, checkpoints %v (before: %d segments); want none and one", segs, cps, len(segsBefore))
+	}
+	if got := testutil.ToFloat64(st.m.checkpointBytes); got <= 0 {
+		t.Fatalf("checkpoint size metric = %v", got)
+	}
+
+	// Time passes: "old" expires, "a" keeps being written.
+	e.clock.t = e.clock.t.Add(11 * time.Minute)
+	later := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("a", 0, 100, later))
+	if err := st.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, st, batch("a", 0, 10, later+1)) // after the checkpoint: in a segment
+	if hd.TenantSeries("old") != 0 {
+		t.Fatalf("expired series still held: %d", hd.TenantSeries("old"))
+	}
+	st.Close()
+
+	_, hd2, _ := e.open()
+	if hd2.TenantSeries("old") != 0 || hd2.TenantSeries("a") != 100 {
+		t.Fatalf("after replay: old %d, a %d; want 0 and 100", hd2.TenantSeries("old"), hd2.TenantSeries("a"))
+	}
+	for i := range 100 {
+		want := later
+		if i < 10 {
+			want = later + 1
+		}
+		if got := held(hd2, "a", i); got != want {
+			t.Fatalf("a/%d: held %d, want %d", i, got, want)
+		}
+	}
+}
+
+func TestBytesPerSample(t *testing.T) {
+	e := newEnv(t)
+	st, _, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("a", 0, 2000, now)) // series records once
+	first := testutil.ToFloat64(st.m.bytesWritten)
+	const rounds = 20
+	for r := 1; r <= rounds; r++ {
+		mustAppend(t, st, batch("a", 0, 2000, now+int64(r)*15000))
+	}
+	perSample := (testutil.ToFloat64(st.m.bytesWritten) - first) / (rounds * 2000)
+	t.Logf("%.1f bytes per sample in steady state", perSample)
+	if perSample > 24 {
+		t.Fatalf("%.1f bytes per sample, want at most 24", perSample)
+	}
+}
+
+func TestLeftoverFilesAreCleanedUp(t *testing.T) {
+	e := newEnv(t)
+	st, _, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("a", 0, 10, now))
+	if err := st.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, st, batch("a", 0, 10, now+1))
+	st.Close()
+	// A crash between writing a checkpoint and deleting what it covers
+	// leaves an old segment and a temp file behind.
+	dir := filepath.Join(e.dir, "wal")
+	for _, name := range []string{segmentName(1), "checkpoint.00000009.tmp"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("garbage"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st2, hd, _ := e.open()
+	if got := held(hd, "a", 3); got != now+1 {
+		t.Fatalf("held %d, want %d", got, now+1)
+	}
+	for _, name := range []string{segmentName(1), "checkpoint.00000009.tmp"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s was not removed", name)
+		}
+	}
+	if n := testutil.ToFloat64(st2.m.corruptions); n != 0 {
+		t.Errorf("leftovers counted as %v corruptions", n)
+	}
+}
