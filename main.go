@@ -122,7 +122,7 @@ func run(f *flags, logger *slog.Logger) error {
 	}, func() float64 { return float64(rng.Members()) }))
 
 	hd := head.New(head.Options{Retention: time.Duration(cfg.Storage.Retention)}, reg)
-	store, err := wal.Open(f.storagePath, hd, wal.Options{}, logger, reg)
+	store, err := wal.Open(f.storagePath, hd, wal.Options{CheckpointInterval: time.Duration(cfg.Storage.CheckpointInterval)}, logger, reg)
 	if err != nil {
 		return err
 	}

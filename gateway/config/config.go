@@ -63,6 +63,9 @@ type Limits struct {
 type Storage struct {
 	// Retention is how long a series without a newer sample stays held.
 	Retention model.Duration `yaml:"retention"`
+	// CheckpointInterval is how often the head is checkpointed and the WAL
+	// segments it covers deleted.
+	CheckpointInterval model.Duration `yaml:"checkpoint_interval"`
 }
 
 // Ring names the gateway instances and this instance's place among them.
@@ -101,7 +104,7 @@ func Default() File {
 	return File{
 		ClusterLabel: DefaultClusterLabel,
 		Limits:       DefaultLimits(),
-		Storage:      Storage{Retention: model.Duration(10 * time.Minute)},
+		Storage:      Storage{Retention: model.Duration(10 * time.Minute), CheckpointInterval: model.Duration(time.Minute)},
 	}
 }
 
@@ -183,6 +186,9 @@ func (f *File) Validate() error {
 	}
 	if f.Storage.Retention <= 0 {
 		return errors.New("storage: retention must be positive")
+	}
+	if f.Storage.CheckpointInterval <= 0 {
+		return errors.New("storage: checkpoint_interval must be positive")
 	}
 	if err := f.Ring.Validate(); err != nil {
 		return fmt.Errorf("ring: %w", err)

@@ -49,6 +49,7 @@ func TestParseRefuses(t *testing.T) {
 		"negative limit":          "limits: {max_series: -1}",
 		"huge request limit":      "limits: {max_request_bytes: 4000000000}",
 		"zero retention":          "storage: {retention: 0s}",
+		"zero checkpoint":         "storage: {checkpoint_interval: 0s}",
 		"self not a member":       "ring: {self: gw-1, members: [{name: gw-0, url: 'http://127.0.0.1:9096'}]}",
 		"relative member url":     "ring: {self: gw-0, members: [{name: gw-0, url: '127.0.0.1:9096'}]}",
 		"two members":             "ring: {self: gw-0, members: [{name: gw-0, url: 'http://a:1'}, {name: gw-1, url: 'http://b:1'}]}",
