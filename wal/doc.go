@@ -53,6 +53,10 @@
 //	2 samples: uvarint n, varint base, then n × { uvarint ref,
 //	                                 varint t-base, uint64 LE float bits }
 //
+// Samples of a series that is not held and whose samples are all older than
+// the retention are accepted but neither held nor logged: they could never
+// be served.
+//
 // A ref is a series' number, unique for the life of the data directory. A
 // series record is written the first time the log carries a series (again
 // after a failed write, so a samples record never depends on a series

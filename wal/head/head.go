@@ -506,18 +506,3 @@ func (h *Head) removeFromFamilies(ss []*Series) {
 		}
 	}
 }
-
-// Run removes expired series periodically until ctx is done.
-func (h *Head) Run(ctx context.Context) {
-	interval := min(max(h.retention/4, time.Second), time.Minute)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			h.GC()
-		}
-	}
-}
