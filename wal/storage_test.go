@@ -98,8 +98,8 @@ func TestReplayRestoresEveryAcknowledgedSample(t *testing.T) {
 	now := e.clock.t.UnixMilli()
 	mustAppend(t, st, batch("a", 0, 100, now-3000))
 	mustAppend(t, st, batch("b", 0, 50, now-2000, now-1000)) // a sender catching up
-	mustAppend(t, st, batch("a", 50, 150, now-500))           // half new, half existing
-	mustAppend(t, st, batch("a", 0, 10, now-4000))            // older: accepted, not held
+	mustAppend(t, st, batch("a", 50, 150, now-500))          // half new, half existing
+	mustAppend(t, st, batch("a", 0, 10, now-4000))           // older: accepted, not held
 	st.Close()
 
 	segs, _, err := st.listDir()
