@@ -2,7 +2,7 @@ GO       ?= go
 BIN      ?= fedgate
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-unit test-peers bench fuzz vet clean
+.PHONY: all build run test test-unit test-peers test-prometheus3 bench fuzz vet clean
 
 all: build
 
@@ -16,7 +16,7 @@ run: build
 
 # Everything: unit tests, end-to-end tests against real Prometheus and
 # vmagent (installed first if missing), and every benchmark run once.
-test: test-peers
+test: test-peers test-prometheus3
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
@@ -26,6 +26,11 @@ test-unit:
 
 test-peers:
 	@bash scripts/install-test-peers.sh
+
+# Prometheus 3.x peer (Debian ships only 2.x): built once from its Go module
+# into $${FEDGATE_CACHE:-~/.cache/fedgate}; a few minutes the first time.
+test-prometheus3:
+	@GO=$(GO) bash scripts/build-prometheus3.sh
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -cpu=1 ./...

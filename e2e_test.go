@@ -73,7 +73,7 @@ const (
   external_labels:
     cluster_id: cluster-b # forged: fedgate overwrites it with cluster-a
 scrape_configs:
-  - job_name: cluster-a-self
+  - job_name: {{job}}
     static_configs:
       - targets: ['{{self}}']
 remote_write:
@@ -210,7 +210,7 @@ func TestEndToEndRealPeers(t *testing.T) {
 	// in which something else could take it short.
 	addrA := freeAddr(t)
 	agent := startPrometheus(t, "cluster-a-agent", addrA,
-		fill(agentConfig, "self", addrA, "fedgate", fg.public, "token", clusters[0].token), true)
+		fill(agentConfig, "job", clusters[0].job, "self", addrA, "fedgate", fg.public, "token", clusters[0].token), true)
 	addrB := freeAddr(t)
 	server := startPrometheus(t, "cluster-b-prometheus", addrB,
 		fill(serverConfig, "self", addrB, "fedgate", fg.public, "token", clusters[1].token), false)

@@ -336,7 +336,8 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 // 1.0: Content-Type application/x-protobuf (absent is taken as that, as
 // Prometheus does), optionally with proto=prometheus.WriteRequest, and
 // Content-Encoding snappy (absent likewise). Remote-write 2.0 is refused
-// with 415, on which a 2.0 sender falls back to 1.0.
+// with 415; Prometheus 3.5 then drops the batch (it neither retries nor
+// falls back), so its senders must use remote-write 1.0.
 func checkMediaType(hdr http.Header) error {
 	if ct := hdr.Get("Content-Type"); ct != "" {
 		mt, params, err := mime.ParseMediaType(ct)
