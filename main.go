@@ -136,7 +136,7 @@ func run(f *flags, logger *slog.Logger) error {
 	public.HandleFunc("GET /-/ready", health.ReadyHandler)
 
 	internal := http.NewServeMux()
-	internal.Handle("GET /federate", federate.NewHandler(hd, logger, reg))
+	internal.Handle("GET /federate", untilReady(store, federate.NewHandler(hd, logger, reg)))
 	internal.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	internal.HandleFunc("POST /-/reload", rl.serveHTTP)
 	internal.HandleFunc("GET /-/healthy", health.Healthy)
@@ -218,6 +218,19 @@ wait:
 	}
 	logger.Info("fedgate stopped")
 	return nil
+}
+
+// untilReady answers 503 until the log is replayed, so that a partial head
+// is never served as if it were whole; the central Prometheus sees up=0
+// for that scrape instead.
+func untilReady(store *wal.Storage, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !store.Ready() {
+			http.Error(w, "replaying the write-ahead log", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func newServer(h http.Handler, writeTimeout time.Duration) *http.Server {

@@ -138,7 +138,7 @@ func New(opts Options, reg prometheus.Registerer) *Head {
 		}),
 		gcDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "fedgate_head_gc_duration_seconds",
-			Help:    "Time taken to remove expired series from the head.",
+			Help:    "Time taken to remove expired series from one sixteenth of the head (a GC chunk).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}),
 	}
@@ -298,14 +298,13 @@ func (h *Head) Restore(ref uint64, tenant string, lbls []byte) *Series {
 	return s
 }
 
-// RestoreSample applies one sample read back from the log: newest wins.
+// RestoreSample applies one sample read back from the log: newest wins. It
+// takes no lock: it may only be called while nothing else writes to the
+// head (replay, before Prepare and Commit are used); readers are safe.
 func (h *Head) RestoreSample(s *Series, t int64, v float64) {
-	st := &h.stripes[s.hash&(stripeCount-1)]
-	st.mu.Lock()
 	if t > s.t.Load() {
 		s.set(t, v)
 	}
-	st.mu.Unlock()
 }
 
 func (st *stripe) get(hash uint64, lbls []byte) *Series {
@@ -450,12 +449,25 @@ func (h *Head) AppendAllSeries(dst []*Series) []*Series {
 	return dst
 }
 
+// GCChunks is how many calls of GCChunk make one whole GC pass.
+const GCChunks = 16
+
 // GC removes every series whose newest sample is older than the retention.
 func (h *Head) GC() {
+	for c := range GCChunks {
+		h.GCChunk(c)
+	}
+}
+
+// GCChunk does one sixteenth of a GC pass: the stripes of chunk c (0 to
+// GCChunks-1). A caller that must keep GC from running between Prepare and
+// Commit can hold its barrier for one chunk at a time.
+func (h *Head) GCChunk(c int) {
 	start := time.Now()
 	minT := h.MinTime()
 	var removed []*Series
-	for i := range h.stripes {
+	per := stripeCount / GCChunks
+	for i := c * per; i < (c+1)*per; i++ {
 		st := &h.stripes[i]
 		removed = removed[:0]
 		st.mu.Lock()
