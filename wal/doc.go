@@ -13,8 +13,8 @@
 // record for every series the log has not yet recorded and one samples
 // record with every sample of the batch, hands them to the group commit,
 // and only after the fsync that covers them applies the newest samples to
-// the head and returns. A failed write or fsync returns an error wrapping
-// gateway.ErrUnavailable (503): nothing of the batch was acknowledged.
+// the head and returns. A failed write or fsync returns an error (which the
+// gateway answers 503): nothing of the batch was acknowledged.
 //
 // # Files
 //
@@ -57,11 +57,12 @@
 // the retention are accepted but neither held nor logged: they could never
 // be served.
 //
-// A ref is a series' number, unique for the life of the data directory. A
-// series record is written the first time the log carries a series (again
-// after a failed write, so a samples record never depends on a series
-// record that did not reach the disk); steady state costs one samples entry,
-// about 12–14 bytes, per sample.
+// A ref is a series' number, unique among the series held and the records
+// on disk (the ref of a series that expired before the last checkpoint may
+// be given out again after a restart). A series record is written the first
+// time the log carries a series (again after a failed write, so a samples
+// record never depends on a series record that did not reach the disk);
+// steady state costs one samples entry, about 11 bytes, per sample.
 //
 // # Invariants
 //
@@ -72,10 +73,13 @@
 //   - After a write or sync error the segment is abandoned: nothing more is
 //     appended to it, the next commit starts a fresh segment.
 //   - Replay reads the newest complete checkpoint, then every later segment
-//     in order. A torn or corrupt tail of the last segment is truncated and
-//     logged (segment, offset, bytes dropped). Corruption anywhere else is
-//     reported as a *CorruptionError (segment, offset) and counted; the rest
-//     of that file is skipped, later files are still read.
+//     in order. A torn or corrupt tail of the last segment is truncated,
+//     synced and logged (segment, offset, bytes dropped). Corruption anywhere
+//     else is reported as a *CorruptionError (segment, offset) and counted;
+//     the rest of that file is skipped, later files are still read. An I/O
+//     error is reported, never repaired by cutting. When the newest
+//     checkpoint is damaged, older checkpoints and the segments it covers are
+//     replayed too and kept until a good checkpoint replaces them.
 //   - A checkpoint never loses an acknowledged sample: the segment cut that
 //     starts it waits until every batch written to the old segments has been
 //     applied to the head, so the head it snapshots includes them.
@@ -85,6 +89,6 @@
 // Appends run concurrently; the group commit serialises file I/O on one
 // goroutine at a time. The cut barrier (a RWMutex held shared from an
 // Append's write until its head update, exclusively only for the instant of
-// a cut or a GC pass) is the WAL's own lock and the only lock held across
-// I/O.
+// a cut or one sixteenth of a GC pass) is the WAL's own lock and the only
+// lock held across I/O.
 package wal

@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -168,6 +169,7 @@ func (l *log) writeAndSync(buf []byte) error {
 	}
 	if l.file == nil {
 		if err := l.openNext(); err != nil {
+			l.metrics.writeErrors.Inc()
 			return err
 		}
 	}
@@ -196,6 +198,13 @@ func (l *log) writeAndSync(buf []byte) error {
 func (l *log) openNext() error {
 	next := l.seq + 1
 	f, err := l.create(filepath.Join(l.dir, segmentName(next)))
+	// An entry that is not a segment (a directory, say; listDir ignores it)
+	// may hold the name: skip it rather than fail every commit from now on.
+	// Replay does not count such a skipped name as a missing segment.
+	for tries := 0; errors.Is(err, fs.ErrExist) && tries < 100; tries++ {
+		next++
+		f, err = l.create(filepath.Join(l.dir, segmentName(next)))
+	}
 	if err != nil {
 		return fmt.Errorf("create segment %d: %w", next, err)
 	}

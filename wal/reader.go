@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 )
 
 // CorruptionError reports a record that cannot be read: where it starts and
@@ -45,14 +46,17 @@ func newReader(name string, r io.Reader, buf []byte) *reader {
 }
 
 // next returns the next record's type and payload, valid until the next
-// call; io.EOF at a clean end; or a *CorruptionError.
+// call; io.EOF at a clean end; a *CorruptionError for damaged records; or
+// another error when reading failed (the file may be fine).
 func (r *reader) next() (byte, []byte, error) {
 	_, err := io.ReadFull(r.r, r.hdr[:])
 	switch {
 	case err == io.EOF:
 		return 0, nil, io.EOF
-	case err != nil:
+	case err == io.ErrUnexpectedEOF:
 		return 0, nil, r.corrupt(errTorn)
+	case err != nil:
+		return 0, nil, fmt.Errorf("read %s at offset %d: %w", r.name, r.offset, err) // I/O, not damage
 	}
 	length := binary.LittleEndian.Uint32(r.hdr[0:])
 	sum := binary.LittleEndian.Uint32(r.hdr[4:])
@@ -62,12 +66,12 @@ func (r *reader) next() (byte, []byte, error) {
 	if length > maxRecord {
 		return 0, nil, r.corrupt(errLength)
 	}
-	if cap(r.buf) < int(length) {
-		r.buf = make([]byte, length)
-	}
-	body := r.buf[:length]
-	if _, err := io.ReadFull(r.r, body); err != nil {
+	body, err := r.readBody(int(length))
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		return 0, nil, r.corrupt(errTorn)
+	case err != nil:
+		return 0, nil, fmt.Errorf("read %s at offset %d: %w", r.name, r.offset, err)
 	}
 	if crc32.Checksum(body, castagnoli) != sum {
 		return 0, nil, r.corrupt(errCRC)
@@ -77,6 +81,29 @@ func (r *reader) next() (byte, []byte, error) {
 	}
 	r.offset += headerSize + int64(length)
 	return body[0], body[1:], nil
+}
+
+// readBody reads the n bytes of a record into r.buf. Past the buffer's
+// capacity it grows with the bytes that actually arrive: a length that
+// corruption made huge must not allocate up to maxRecord.
+func (r *reader) readBody(n int) ([]byte, error) {
+	if n <= cap(r.buf) {
+		r.buf = r.buf[:n]
+		_, err := io.ReadFull(r.r, r.buf)
+		return r.buf, err
+	}
+	b := r.buf[:0]
+	for len(b) < n {
+		b = slices.Grow(b, min(n-len(b), max(len(b), 64<<10)))
+		m, err := io.ReadFull(r.r, b[len(b):min(n, cap(b))])
+		b = b[:len(b)+m]
+		if err != nil {
+			r.buf = b[:0]
+			return nil, err
+		}
+	}
+	r.buf = b
+	return b, nil
 }
 
 func (r *reader) corrupt(err error) error {

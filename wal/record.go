@@ -170,30 +170,77 @@ func (r *payloadReader) uint64() uint64 {
 	return v
 }
 
-// decodeSeries calls fn for each entry of a series record payload. The
-// slices passed to fn alias payload.
+// decodeSeries calls fn for each entry of a series record payload, once
+// the whole payload has decoded: a record that does not decode applies
+// nothing (replay may truncate it away, and what it applied would then not
+// be on disk). The slices passed to fn alias payload.
 func decodeSeries(payload []byte, fn func(ref uint64, tenant, labels []byte)) error {
+	if err := walkSeries(payload, nil); err != nil {
+		return fmt.Errorf("series record: %w", err)
+	}
+	return walkSeries(payload, fn)
+}
+
+func walkSeries(payload []byte, fn func(ref uint64, tenant, labels []byte)) error {
 	r := payloadReader{b: payload}
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		ref := r.uvarint()
 		tenant := r.bytes(r.uvarint())
 		labels := r.bytes(r.uvarint())
-		if r.err == nil {
+		if r.err == nil && !validLabels(labels) {
+			r.err = errLabels
+		}
+		if r.err == nil && fn != nil {
 			fn(ref, tenant, labels)
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
 	}
-	if r.err != nil {
-		return fmt.Errorf("series record: %w", r.err)
-	}
-	return nil
+	return r.err
 }
 
-// decodeSamples calls fn for each entry of a samples record payload.
+var errLabels = errors.New("labels are not a packed label set")
+
+// validLabels reports whether b is a label set as head.AppendLabel packs
+// it: name, value pairs, each length a uvarint in its shortest form. The
+// head trusts the labels it is given (it panics on malformed ones) and
+// tells series apart by their bytes.
+func validLabels(b []byte) bool {
+	for len(b) > 0 {
+		_, rest, ok := cutPacked(b)
+		if !ok {
+			return false
+		}
+		if _, b, ok = cutPacked(rest); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// cutPacked splits a uvarint-length-prefixed string off b.
+func cutPacked(b []byte) (s, rest []byte, ok bool) {
+	n, w := binary.Uvarint(b)
+	// A uvarint of several bytes that ends in a zero byte is not in its
+	// shortest form.
+	if w <= 0 || w > 1 && b[w-1] == 0 || n > uint64(len(b)-w) {
+		return nil, nil, false
+	}
+	return b[w : w+int(n)], b[w+int(n):], true
+}
+
+// decodeSamples calls fn for each entry of a samples record payload, once
+// the whole payload has decoded (see decodeSeries).
 func decodeSamples(payload []byte, fn func(ref uint64, t int64, v float64)) error {
+	if err := walkSamples(payload, nil); err != nil {
+		return fmt.Errorf("samples record: %w", err)
+	}
+	return walkSamples(payload, fn)
+}
+
+func walkSamples(payload []byte, fn func(ref uint64, t int64, v float64)) error {
 	r := payloadReader{b: payload}
 	n := r.uvarint()
 	base := r.varint()
@@ -201,15 +248,12 @@ func decodeSamples(payload []byte, fn func(ref uint64, t int64, v float64)) erro
 		ref := r.uvarint()
 		t := base + r.varint()
 		v := math.Float64frombits(r.uint64())
-		if r.err == nil {
+		if r.err == nil && fn != nil {
 			fn(ref, t, v)
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
 	}
-	if r.err != nil {
-		return fmt.Errorf("samples record: %w", r.err)
-	}
-	return nil
+	return r.err
 }

@@ -166,17 +166,25 @@ func (s *Storage) Replay() error {
 		}
 	}
 
-	refs := make(map[uint64]*head.Series)
+	refs := &refIndex{}
 	buf := make([]byte, 0, 1<<20)
-	cp := 0
+	cp, cpBad := 0, false
 	if len(cps) > 0 {
 		cp = cps[len(cps)-1]
-		name := checkpointName(cp)
-		if _, err := s.replayFile(name, refs, &buf); err != nil {
+		if _, err := s.replayFile(checkpointName(cp), refs, &buf); err != nil {
 			report(err)
+			cpBad = true
 		}
+		// Older checkpoints are left by a crash right after a newer one was
+		// renamed into place. With a good newest checkpoint they are
+		// redundant; with a bad one they, and the segments it covers, are
+		// what is left: replay them and keep them for now.
 		for _, old := range cps[:len(cps)-1] {
-			s.remove(checkpointName(old))
+			if !cpBad {
+				s.remove(checkpointName(old))
+			} else if _, err := s.replayFile(checkpointName(old), refs, &buf); err != nil {
+				report(err)
+			}
 		}
 	}
 
@@ -184,10 +192,14 @@ func (s *Storage) Replay() error {
 	expect := cp + 1
 	for i, seg := range segs {
 		if seg <= cp {
-			s.remove(segmentName(seg)) // covered by the checkpoint; a crash kept it
+			if !cpBad {
+				s.remove(segmentName(seg)) // covered by the checkpoint; a crash kept it
+			} else if _, err := s.replayFile(segmentName(seg), refs, &buf); err != nil {
+				report(err)
+			}
 			continue
 		}
-		if seg != expect && (cp > 0 || expect != 1 || i > 0) {
+		if seg != expect && !s.skipped(expect, seg) { // a fresh directory starts at segment 1
 			report(&CorruptionError{File: segmentName(expect), Err: fmt.Errorf("segments %s to %s are missing", segmentName(expect), segmentName(seg-1))})
 		}
 		expect, last = seg+1, seg
@@ -195,13 +207,14 @@ func (s *Storage) Replay() error {
 		if err == nil {
 			continue
 		}
-		if i == len(segs)-1 {
+		var damaged *CorruptionError
+		if i == len(segs)-1 && errors.As(err, &damaged) { // a torn or damaged tail
 			if terr := s.truncate(segmentName(seg), off); terr != nil {
 				report(fmt.Errorf("repair %s: %w", segmentName(seg), terr))
 			}
 			continue
 		}
-		report(err)
+		report(err) // damage in an older file, or an I/O error: never cut
 	}
 
 	s.lastCheckpoint = cp
@@ -223,18 +236,53 @@ func (s *Storage) truncate(name string, off int64) error {
 	}
 	s.logger.Warn("wal: truncating torn tail of the last segment", "segment", name, "offset", off, "bytes_dropped", fi.Size()-off)
 	s.m.corruptions.Inc()
-	if err := os.Truncate(path, off); err != nil {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	defer f.Close()
+	if err := f.Truncate(off); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// refIndex maps the refs met during replay to head series. Refs are dense
+// (1, 2, 3, ...), so a slice serves them; a ref far past the others (only
+// damaged data holds one) goes to a map rather than growing the slice.
+type refIndex struct {
+	dense  []*head.Series
+	sparse map[uint64]*head.Series
+}
+
+func (x *refIndex) set(ref uint64, s *head.Series) {
+	if ref >= uint64(len(x.dense)) && ref < 2*uint64(len(x.dense))+1<<20 {
+		n := max(2*len(x.dense), int(ref)+1)
+		x.dense = slices.Grow(x.dense, n-len(x.dense))[:n]
+	}
+	if ref < uint64(len(x.dense)) {
+		x.dense[ref] = s
+		return
+	}
+	if x.sparse == nil {
+		x.sparse = make(map[uint64]*head.Series)
+	}
+	x.sparse[ref] = s
+}
+
+func (x *refIndex) get(ref uint64) *head.Series {
+	if ref < uint64(len(x.dense)) {
+		return x.dense[ref]
+	}
+	return x.sparse[ref]
 }
 
 // replayFile applies one file's records to the head. It returns the offset
 // after the last good record and, if it stopped early, why.
-func (s *Storage) replayFile(name string, refs map[uint64]*head.Series, buf *[]byte) (int64, error) {
+func (s *Storage) replayFile(name string, refs *refIndex, buf *[]byte) (int64, error) {
 	f, err := os.Open(filepath.Join(s.dir, name))
 	if err != nil {
-		return 0, &CorruptionError{File: name, Err: err}
+		return 0, fmt.Errorf("replay %s: %w", name, err) // not damage: never cut
 	}
 	defer f.Close()
 	r := newReader(name, f, *buf)
@@ -252,11 +300,11 @@ func (s *Storage) replayFile(name string, refs map[uint64]*head.Series, buf *[]b
 		switch typ {
 		case recSeries:
 			err = decodeSeries(payload, func(ref uint64, tenant, labels []byte) {
-				refs[ref] = s.head.Restore(ref, string(tenant), labels)
+				refs.set(ref, s.head.Restore(ref, string(tenant), labels))
 			})
 		case recSamples:
 			err = decodeSamples(payload, func(ref uint64, t int64, v float64) {
-				if x := refs[ref]; x != nil {
+				if x := refs.get(ref); x != nil {
 					s.head.RestoreSample(x, t, v)
 				} else {
 					unknown++
@@ -273,6 +321,18 @@ func (s *Storage) replayFile(name string, refs map[uint64]*head.Series, buf *[]b
 		s.logger.Warn("wal: samples of series whose series record was lost", "file", name, "samples", unknown)
 	}
 	return r.offset, nil
+}
+
+// skipped reports whether every segment name from..to-1 is held by an
+// entry that is not a segment, which the log skips when it creates
+// segments: a gap it left on purpose, not lost segments.
+func (s *Storage) skipped(from, to int) bool {
+	for n := from; n < to; n++ {
+		if _, err := os.Lstat(filepath.Join(s.dir, segmentName(n))); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func checkpointName(n int) string { return "checkpoint." + segmentName(n) }
@@ -334,8 +394,14 @@ func (s *Storage) Checkpoint() error {
 
 	s.cutMu.Lock()
 	n := s.log.cut()
-	s.head.GC()
 	s.cutMu.Unlock()
+	// GC may not run between an Append's Prepare and its Commit; holding the
+	// barrier for one chunk at a time keeps each pause short.
+	for c := range head.GCChunks {
+		s.cutMu.Lock()
+		s.head.GCChunk(c)
+		s.cutMu.Unlock()
+	}
 	if n <= s.lastCheckpoint {
 		return nil // nothing logged since the last checkpoint
 	}

@@ -238,3 +238,107 @@ func TestLeftoverFilesAreCleanedUp(t *testing.T) {
 		t.Errorf("leftovers counted as %v corruptions", n)
 	}
 }
+
+func TestLostFirstSegmentsAreReported(t *testing.T) {
+	e := newEnv(t)
+	e.opts.SegmentSize = 1024
+	st, _, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	for r := range 10 {
+		mustAppend(t, st, batch("a", 0, 20, now+int64(r)))
+	}
+	st.Close()
+	if err := os.Remove(filepath.Join(e.dir, "wal", segmentName(1))); err != nil {
+		t.Fatal(err)
+	}
+	hd := head.New(head.Options{Retention: 10 * time.Minute, Now: e.clock.now}, nil)
+	reg := prometheus.NewRegistry()
+	st2, err := Open(e.dir, hd, Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	var ce *CorruptionError
+	if err := st2.Replay(); !errors.As(err, &ce) || ce.File != segmentName(1) {
+		t.Fatalf("Replay = %v, want a CorruptionError naming segment 1", err)
+	}
+	// The series records were in the lost segment: the later samples cannot
+	// be attached, and that loss is counted, not silent.
+	if !st2.Ready() || testutil.ToFloat64(st2.m.unknownRefs) == 0 {
+		t.Fatalf("ready %v, unknown-series samples %v", st2.Ready(), testutil.ToFloat64(st2.m.unknownRefs))
+	}
+	mustAppend(t, st2, batch("a", 0, 20, now+10))
+	if held(hd, "a", 0) != now+10 {
+		t.Fatal("appends after a damaged replay are not held")
+	}
+}
+
+// TestDamagedCheckpointFallsBackOnCoveredSegments: when the newest
+// checkpoint is damaged, the segments it covered (kept by a crash right
+// after it was renamed into place) are replayed instead, and kept.
+func TestDamagedCheckpointFallsBackOnCoveredSegments(t *testing.T) {
+	e := newEnv(t)
+	e.opts.SegmentSize = 2048
+	st, _, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	for r := range 8 {
+		mustAppend(t, st, batch("a", 0, 30, now+int64(r)))
+	}
+	dir := filepath.Join(e.dir, "wal")
+	saved := map[string][]byte{}
+	segs, _, _ := st.listDir()
+	for _, n := range segs {
+		b, err := os.ReadFile(filepath.Join(dir, segmentName(n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved[segmentName(n)] = b
+	}
+	if err := st.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, st, batch("a", 0, 5, now+100))
+	st.Close()
+
+	// The crash: the covered segments are back; then the checkpoint rots.
+	for name, b := range saved {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, cps, _ := st.listDir()
+	cpPath := filepath.Join(dir, checkpointName(cps[0]))
+	b, err := os.ReadFile(cpPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[20] ^= 0x40 // inside the first record
+	if err := os.WriteFile(cpPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	hd := head.New(head.Options{Retention: 10 * time.Minute, Now: e.clock.now}, nil)
+	st2, err := Open(e.dir, hd, Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	var ce *CorruptionError
+	if err := st2.Replay(); !errors.As(err, &ce) || ce.File != checkpointName(cps[0]) {
+		t.Fatalf("Replay = %v, want a CorruptionError in the checkpoint", err)
+	}
+	for i := range 30 {
+		want := now + 7
+		if i < 5 {
+			want = now + 100
+		}
+		if got := held(hd, "a", i); got != want {
+			t.Fatalf("a/%d: held %d, want %d", i, got, want)
+		}
+	}
+	for name := range saved {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Fatalf("covered segment %s was deleted although the checkpoint is damaged: %v", name, err)
+		}
+	}
+}
