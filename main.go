@@ -38,6 +38,13 @@ type flags struct {
 	logLevel        string
 	logFormat       string
 	shutdownTimeout time.Duration
+
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+	maxWrites         int
+	writeQueueTimeout time.Duration
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -51,6 +58,12 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.logLevel, "log.level", "info", "Log level: debug, info, warn, error.")
 	fs.StringVar(&f.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
 	fs.DurationVar(&f.shutdownTimeout, "web.shutdown-timeout", 30*time.Second, "How long in-flight requests may take to finish at shutdown.")
+	fs.DurationVar(&f.readHeaderTimeout, "web.read-header-timeout", 10*time.Second, "How long a client may take to send request headers.")
+	fs.DurationVar(&f.readTimeout, "web.read-timeout", time.Minute, "How long a client may take to send a whole request.")
+	fs.DurationVar(&f.idleTimeout, "web.idle-timeout", 2*time.Minute, "How long an idle keep-alive connection is kept open.")
+	fs.IntVar(&f.maxHeaderBytes, "web.max-header-bytes", 64<<10, "Largest request header block accepted.")
+	fs.IntVar(&f.maxWrites, "web.max-concurrent-writes", 64, "Write requests processed at once; more wait briefly, then get 503.")
+	fs.DurationVar(&f.writeQueueTimeout, "web.write-queue-timeout", time.Second, "How long a write request may wait for a free slot before it gets 503.")
 	return f, fs.Parse(args)
 }
 
@@ -111,6 +124,7 @@ func run(f *flags, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("ring: %w", err)
 	}
+	raiseOpenFilesLimit(logger)
 	if err := os.MkdirAll(f.storagePath, 0o750); err != nil {
 		return fmt.Errorf("storage path: %w", err)
 	}
@@ -126,7 +140,7 @@ func run(f *flags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	writes := gateway.NewWriteHandler(settings, store, nil, logger, reg)
+	writes := gateway.NewWriteHandler(settings, store, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout}, logger, reg)
 	health := &gateway.Health{}
 	rl := newReloader(f.configFile, cfg, writes, logger, reg)
 
@@ -141,7 +155,7 @@ func run(f *flags, logger *slog.Logger) error {
 	internal.HandleFunc("POST /-/reload", rl.serveHTTP)
 	internal.HandleFunc("GET /-/healthy", health.Healthy)
 	internal.HandleFunc("GET /-/ready", health.ReadyHandler)
-	internal.HandleFunc("GET /{$}", statusPage(rl.current, hd, rng))
+	internal.HandleFunc("GET /{$}", statusPage(rl.current, hd, rng, writes))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -153,8 +167,8 @@ func run(f *flags, logger *slog.Logger) error {
 	defer signal.Stop(sig)
 
 	servers := []*http.Server{
-		newServer(public, time.Minute),
-		newServer(internal, 5*time.Minute), // a /federate of millions of series may take a while to read
+		newServer(f, public, time.Minute),
+		newServer(f, internal, 5*time.Minute), // a /federate of millions of series may take a while to read
 	}
 	addrs := []string{f.listenAddr, f.internalAddr}
 	errc := make(chan error, len(servers))
@@ -233,26 +247,59 @@ func untilReady(store *wal.Storage, h http.Handler) http.Handler {
 	})
 }
 
-func newServer(h http.Handler, writeTimeout time.Duration) *http.Server {
+// newServer bounds what one client can hold: slow or idle connections are
+// closed, headers are bounded.
+func newServer(f *flags, h http.Handler, writeTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
+		ReadHeaderTimeout: f.readHeaderTimeout,
+		ReadTimeout:       f.readTimeout,
 		WriteTimeout:      writeTimeout,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       f.idleTimeout,
+		MaxHeaderBytes:    f.maxHeaderBytes,
 	}
 }
 
-func statusPage(current func() *config.File, hd *head.Head, rng *ring.Ring) http.HandlerFunc {
+func statusPage(current func() *config.File, hd *head.Head, rng *ring.Ring, writes *gateway.WriteHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		cfg := current()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "fedgate\n\ncluster label:  %s\nring members:   %d\nheld series:    %d\nretention:      %s\n\nendpoints: /federate?match[]=..., /metrics, POST /-/reload\n",
 			cfg.ClusterLabel, rng.Members(), hd.NumSeries(), cfg.Storage.Retention)
-		fmt.Fprintf(w, "\ntenants (held series):\n")
-		for _, t := range cfg.Tenants {
-			fmt.Fprintf(w, "  %-30s %d\n", t.ID, hd.TenantSeries(t.ID))
+		stats := map[string]gateway.TenantStats{}
+		for _, s := range writes.TenantStats() {
+			stats[s.ID] = s
 		}
+		fmt.Fprintf(w, "\ntenants:\n  %-24s %12s %12s %14s %16s %12s  %s\n", "id", "series", "max_series", "rate-limited", "series-limited", "discarded", "last limited")
+		for _, t := range cfg.Tenants {
+			s := stats[t.ID]
+			last := "never"
+			if !s.LastLimited.IsZero() {
+				last = time.Since(s.LastLimited).Round(time.Second).String() + " ago"
+			}
+			fmt.Fprintf(w, "  %-24s %12d %12d %14d %16d %12d  %s\n", t.ID, hd.TenantSeries(t.ID), t.Limits.MaxSeries,
+				s.RateLimitedRequests, s.SeriesLimitedSamples, s.DiscardedSamples, last)
+		}
+		fmt.Fprintf(w, "\nrate-limited: requests answered 429 by ingestion_rate; series-limited and discarded: samples\n")
 	}
+}
+
+// raiseOpenFilesLimit lifts the soft limit on open files to the hard
+// limit, so that thousands of pushing clusters' connections fit.
+func raiseOpenFilesLimit(logger *slog.Logger) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		logger.Warn("cannot read the open-files limit", "err", err)
+		return
+	}
+	if l.Cur >= l.Max {
+		return
+	}
+	old := l.Cur
+	l.Cur = l.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		logger.Warn("cannot raise the open-files limit", "limit", old, "err", err)
+		return
+	}
+	logger.Info("raised the open-files limit", "from", old, "to", l.Cur)
 }

@@ -90,7 +90,7 @@ func BenchmarkWritePathWAL(b *testing.B) {
 			var tenants strings.Builder
 			tenants.WriteString("tenants:\n")
 			for w := range writers {
-				fmt.Fprintf(&tenants, "  - {id: cluster-%03d, token: token-%03d}\n", w, w)
+				fmt.Fprintf(&tenants, "  - {id: cluster-%03d, token: token-%03d, limits: {ingestion_rate: 1e12, ingestion_burst: 1000000000000}}\n", w, w)
 			}
 			f, err := config.Parse([]byte(tenants.String()))
 			if err != nil {
@@ -100,7 +100,7 @@ func BenchmarkWritePathWAL(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			h := gateway.NewWriteHandler(settings, st, now, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			h := gateway.NewWriteHandler(settings, st, gateway.WriteOptions{Now: now, MaxConcurrent: writers}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 			const rounds = 16
 			bodies := make([][][]byte, writers)
 			for w := range bodies {

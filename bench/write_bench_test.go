@@ -85,7 +85,7 @@ func BenchmarkHeadAppend(b *testing.B) {
 }
 
 func newHandler(b *testing.B) (*gateway.WriteHandler, *head.Head) {
-	f, err := config.Parse([]byte("tenants: [{id: bench, token: bench-token}]"))
+	f, err := config.Parse([]byte("tenants: [{id: bench, token: bench-token, limits: {ingestion_rate: 1e12, ingestion_burst: 1000000000000}}]"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func newHandler(b *testing.B) (*gateway.WriteHandler, *head.Head) {
 	}
 	now := func() time.Time { return benchNow }
 	hd := head.New(head.Options{Retention: time.Hour, Now: now}, nil)
-	return gateway.NewWriteHandler(s, hd, now, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), hd
+	return gateway.NewWriteHandler(s, hd, gateway.WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), hd
 }
 
 type discardWriter struct {

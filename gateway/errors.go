@@ -2,10 +2,33 @@ package gateway
 
 import (
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/fedgate/fedgate/gateway/remotewrite"
+	"github.com/fedgate/fedgate/wal/head"
 )
+
+// retryAfter attaches how long a sender should wait before retrying; the
+// answer carries it as Retry-After.
+type retryAfter struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfter) Error() string { return e.err.Error() }
+func (e *retryAfter) Unwrap() error { return e.err }
+
+// retryAfterSeconds returns the Retry-After value for err, or "".
+func retryAfterSeconds(err error) string {
+	var ra *retryAfter
+	if !errors.As(err, &ra) {
+		return ""
+	}
+	return strconv.Itoa(max(1, int(math.Ceil(ra.after.Seconds()))))
+}
 
 var (
 	errUnauthorized     = errors.New("unauthorized")
@@ -13,6 +36,8 @@ var (
 	errTooLarge         = errors.New("request too large")
 	errInvalidSeries    = errors.New("invalid series")
 	errMethod           = errors.New("method not allowed")
+	errRateLimited      = errors.New("ingestion rate limit reached")
+	errOverloaded       = errors.New("too many concurrent write requests")
 	// ErrUnavailable marks storage errors after which the sender should
 	// retry: not ready, shutting down, a failed write.
 	ErrUnavailable = errors.New("unavailable")
@@ -27,6 +52,8 @@ func statusOf(err error) int {
 		return http.StatusNoContent
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized
+	case errors.Is(err, errRateLimited), errors.Is(err, head.ErrSeriesLimit):
+		return http.StatusTooManyRequests
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType
 	case errors.Is(err, errTooLarge):
@@ -35,6 +62,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
+	case errors.Is(err, errOverloaded):
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusServiceUnavailable
 	}

@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type writeMetrics struct {
 	requests   *prometheus.CounterVec
@@ -12,7 +16,7 @@ type writeMetrics struct {
 	overwrites prometheus.Counter
 }
 
-func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
+func newWriteMetrics(reg prometheus.Registerer, h *WriteHandler) *writeMetrics {
 	m := &writeMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedgate_write_requests_total",
@@ -47,11 +51,24 @@ func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
 	}
 	for _, r := range []string{reasonMissingName, reasonInvalidName, reasonInvalidLabel, reasonDuplicateLabel,
 		reasonInvalidUTF8, reasonTooManyLabels, reasonNameTooLong, reasonValueTooLong, reasonTooFarInFuture,
-		reasonNativeHistograms} {
+		reasonNativeHistograms, reasonRateLimited, reasonSeriesLimit} {
 		m.discarded.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.size, m.received, m.accepted, m.discarded, m.overwrites)
+		for _, limit := range []string{"rate", "series"} {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name:        "fedgate_limited_tenants",
+				Help:        "Tenants refused by a limit in the last minute; which ones is on the status page.",
+				ConstLabels: prometheus.Labels{"limit": limit},
+			}, func() float64 {
+				return float64(h.tenants.limitedWithin(h.opts.Now().Add(-time.Minute), limit == "series"))
+			}))
+		}
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "fedgate_write_requests_in_progress",
+			Help: "Write requests holding a processing slot; at --web.max-concurrent-writes more wait, then get 503.",
+		}, func() float64 { return float64(len(h.slots)) }))
 	}
 	return m
 }

@@ -25,6 +25,8 @@ const (
 	reasonValueTooLong     = "label_value_too_long"
 	reasonTooFarInFuture   = "too_far_in_future"
 	reasonNativeHistograms = "native_histogram_unsupported"
+	reasonRateLimited      = "rate_limited"
+	reasonSeriesLimit      = "series_limit"
 )
 
 // maxFuture is how far ahead of the gateway's clock a sample may be.

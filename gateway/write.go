@@ -1,13 +1,14 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
+	"io"
 	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -69,33 +70,57 @@ func (s *Settings) limits(tenant string) *config.Limits {
 	return &s.Limits
 }
 
+// WriteOptions are the write path's process-wide bounds.
+type WriteOptions struct {
+	// MaxConcurrent bounds the requests read, decoded and stored at once;
+	// 0 means 64.
+	MaxConcurrent int
+	// QueueTimeout is how long a request may wait for one of those slots
+	// before it is answered 503; 0 means one second.
+	QueueTimeout time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
 // WriteHandler serves POST /api/v1/write.
 type WriteHandler struct {
 	settings atomic.Pointer[Settings]
 	storage  Storage
-	now      func() time.Time
+	opts     WriteOptions
+	slots    chan struct{} // a token per request being processed
+	tenants  tenants
 	logger   *slog.Logger
 	metrics  *writeMetrics
 	pool     sync.Pool // of *writeState
 }
 
-// NewWriteHandler returns a handler storing into st. now may be nil.
-func NewWriteHandler(s *Settings, st Storage, now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) *WriteHandler {
-	if now == nil {
-		now = time.Now
+// NewWriteHandler returns a handler storing into st.
+func NewWriteHandler(s *Settings, st Storage, opts WriteOptions, logger *slog.Logger, reg prometheus.Registerer) *WriteHandler {
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	h := &WriteHandler{storage: st, now: now, logger: logger, metrics: newWriteMetrics(reg)}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = 64
+	}
+	if opts.QueueTimeout <= 0 {
+		opts.QueueTimeout = time.Second
+	}
+	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger}
+	h.metrics = newWriteMetrics(reg, h)
 	h.settings.Store(s)
 	h.pool.New = func() any { return new(writeState) }
 	return h
 }
+
+// TenantStats returns what limited each tenant seen since startup.
+func (h *WriteHandler) TenantStats() []TenantStats { return h.tenants.stats() }
 
 // Apply replaces the settings; requests already running keep the old ones.
 func (h *WriteHandler) Apply(s *Settings) { h.settings.Store(s) }
 
 // writeState is everything one request needs, pooled.
 type writeState struct {
-	body    bytes.Buffer
+	body    []byte
 	raw     []byte
 	req     remotewrite.Request
 	scratch []remotewrite.Label
@@ -118,14 +143,14 @@ const maxPooledState = 48 << 20
 
 // footprint returns the bytes the state's buffers hold.
 func (st *writeState) footprint() int {
-	return st.body.Cap() + cap(st.raw) + st.req.Footprint() +
+	return cap(st.body) + cap(st.raw) + st.req.Footprint() +
 		cap(st.scratch)*int(unsafe.Sizeof(remotewrite.Label{})) + cap(st.packed) +
 		cap(st.samples)*int(unsafe.Sizeof(head.Sample{})) + cap(st.ends)*int(unsafe.Sizeof(seriesEnd{})) +
 		cap(st.batch.Series)*int(unsafe.Sizeof(head.BatchSeries{}))
 }
 
 func (st *writeState) reset() {
-	st.body.Reset()
+	st.body = st.body[:0]
 	st.req.Reset()
 	st.packed = st.packed[:0]
 	st.samples = st.samples[:0]
@@ -155,18 +180,24 @@ func (st *writeState) reject(reason, msg string, samples int, ls []remotewrite.L
 func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h.pool.Get().(*writeState)
-	err := h.serve(w, r, st)
+	ten, err := h.serve(w, r, st)
 	code := statusOf(err)
 	h.putState(st)
 
 	if err != nil {
 		msg := err.Error()
-		if code == http.StatusUnauthorized {
+		switch code {
+		case http.StatusUnauthorized:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fedgate", Basic realm="fedgate"`)
+		case http.StatusTooManyRequests:
+			w.Header().Set("Retry-After", retryAfterSeconds(err))
 		}
-		if code >= 500 {
+		switch {
+		case code >= 500:
 			h.logger.Warn("write failed", "status", code, "err", msg)
-		} else {
+		case ten != nil:
+			ten.logRefusal(h.logger, h.opts.Now(), refusalReason(err), code, msg)
+		default:
 			h.logger.Debug("write refused", "status", code, "err", msg, "remote", r.RemoteAddr)
 		}
 		http.Error(w, msg, code)
@@ -178,6 +209,23 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.duration.WithLabelValues(c).Observe(time.Since(start).Seconds())
 }
 
+// refusalReason names a refusal for per-tenant log throttling.
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, errRateLimited):
+		return reasonRateLimited
+	case errors.Is(err, head.ErrSeriesLimit):
+		return reasonSeriesLimit
+	case errors.Is(err, errTooLarge):
+		return "too_large"
+	case errors.Is(err, errUnsupportedMedia):
+		return "unsupported_media_type"
+	case errors.Is(err, remotewrite.ErrMalformed):
+		return "malformed"
+	}
+	return "invalid_series"
+}
+
 func (h *WriteHandler) putState(st *writeState) {
 	if st.footprint() > maxPooledState {
 		return // a rare huge request: let its buffers go
@@ -186,57 +234,68 @@ func (h *WriteHandler) putState(st *writeState) {
 	h.pool.Put(st)
 }
 
-func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeState) error {
+func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeState) (*tenantState, error) {
 	if r.Method != http.MethodPost {
-		return fmt.Errorf("%w: %s", errMethod, r.Method)
+		return nil, fmt.Errorf("%w: %s", errMethod, r.Method)
 	}
 	set := h.settings.Load()
 	tenant, ok := set.Auth.Authenticate(r)
 	if !ok {
-		return fmt.Errorf("%w: missing or wrong credentials", errUnauthorized)
+		return nil, fmt.Errorf("%w: missing or wrong credentials", errUnauthorized)
 	}
+	ten := h.tenants.get(tenant)
 	if err := checkMediaType(r.Header); err != nil {
-		return err
+		return ten, err
 	}
 	lim := set.limits(tenant)
 
+	// An empty bucket is answered before the body is read: a flood costs
+	// almost nothing.
+	now := h.opts.Now()
+	if ok, wait := ten.bucket.admit(now, 0, lim.IngestionRate, float64(lim.IngestionBurst)); !ok {
+		return ten, h.rateLimited(ten, now, wait, 0)
+	}
+	maxBody := lim.MaxRequestBodyBytes
+	if r.ContentLength > int64(maxBody) {
+		return ten, fmt.Errorf("%w: body of %d bytes, more than the limit of %d", errTooLarge, r.ContentLength, maxBody)
+	}
+
+	// Bound the requests read, decoded and stored at once: a brief queue,
+	// then 503, which senders retry.
+	if err := h.acquire(r); err != nil {
+		return ten, err
+	}
+	defer func() { <-h.slots }()
+
 	// The body is read through a limit, and the decoded size is checked
 	// before anything of that size is allocated.
-	maxBody := snappy.MaxEncodedLen(lim.MaxRequestBytes)
-	if r.ContentLength > int64(maxBody) {
-		return fmt.Errorf("%w: body of %d bytes, more than the limit of %d", errTooLarge, r.ContentLength, maxBody)
-	}
-	if r.ContentLength > 0 {
-		// Trust the header only so far: a slow or lying client must not
-		// make us allocate the whole limit before sending a byte.
-		st.body.Grow(min(int(r.ContentLength), 1<<20) + bytes.MinRead)
-	}
-	if _, err := st.body.ReadFrom(http.MaxBytesReader(w, r.Body, int64(maxBody))); err != nil {
+	body, err := readBody(st.body[:0], http.MaxBytesReader(w, r.Body, int64(maxBody)), r.ContentLength, maxBody)
+	st.body = body
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return fmt.Errorf("%w: body larger than the limit of %d bytes", errTooLarge, maxBody)
+			return ten, fmt.Errorf("%w: body larger than the limit of %d bytes", errTooLarge, maxBody)
 		}
-		return fmt.Errorf("%w: read body: %v", ErrUnavailable, err)
+		return ten, fmt.Errorf("%w: read body: %v", ErrUnavailable, err)
 	}
-	body := st.body.Bytes()
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
-		return fmt.Errorf("%w: %v", remotewrite.ErrMalformed, err)
+		return ten, fmt.Errorf("%w: %v", remotewrite.ErrMalformed, err)
 	}
 	if n > lim.MaxRequestBytes {
-		return fmt.Errorf("%w: decoded size of %d bytes, more than the limit of %d", errTooLarge, n, lim.MaxRequestBytes)
+		return ten, fmt.Errorf("%w: decoded size of %d bytes, more than the limit of %d", errTooLarge, n, lim.MaxRequestBytes)
 	}
 	if cap(st.raw) < n {
 		st.raw = make([]byte, n)
 	}
 	raw, err := snappy.Decode(st.raw[:cap(st.raw)], body)
 	if err != nil {
-		return fmt.Errorf("%w: %v", remotewrite.ErrMalformed, err)
+		return ten, fmt.Errorf("%w: %v", remotewrite.ErrMalformed, err)
 	}
 	h.metrics.size.WithLabelValues("snappy").Observe(float64(len(body)))
 	h.metrics.size.WithLabelValues("raw").Observe(float64(len(raw)))
 	if err := st.req.Unmarshal(raw); err != nil {
-		return err
+		return ten, err
 	}
 
 	received, overwrites := h.process(st, set, tenant, lim)
@@ -244,31 +303,104 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 	if overwrites > 0 {
 		h.metrics.overwrites.Add(float64(overwrites))
 	}
-	stored := 0
-	for i := range st.batch.Series {
-		stored += len(st.batch.Series[i].Samples)
+	defer h.countDiscarded(ten, st)
+
+	// The whole request is charged to the bucket, or none of it is stored.
+	if ok, wait := ten.bucket.admit(h.opts.Now(), float64(len(st.samples)), lim.IngestionRate, float64(lim.IngestionBurst)); !ok {
+		st.discard(reasonRateLimited, len(st.samples))
+		return ten, h.rateLimited(ten, now, wait, len(st.samples))
 	}
+	stored := len(st.samples)
 	if len(st.batch.Series) > 0 {
-		if err := h.storage.Append(r.Context(), &st.batch); err != nil {
-			return fmt.Errorf("store: %w", err)
+		st.batch.MaxSeries = lim.MaxSeries
+		err := h.storage.Append(r.Context(), &st.batch)
+		var limited *head.SeriesLimitError
+		switch {
+		case errors.As(err, &limited):
+			stored -= limited.Samples
+			st.discard(reasonSeriesLimit, limited.Samples)
+			ten.seriesLimited.Add(int64(limited.Samples))
+			ten.lastSeries.Store(h.opts.Now().UnixNano())
+			h.metrics.accepted.Add(float64(stored))
+			// Those series may fit later (series expire): retry after a
+			// retention-scale pause, not at once.
+			return ten, &retryAfter{err: fmt.Errorf("%w (the other series of the request were stored)", err), after: time.Minute}
+		case err != nil:
+			return ten, fmt.Errorf("store: %w", err)
 		}
 	}
 	h.metrics.accepted.Add(float64(stored))
-	for reason, n := range st.discarded {
-		h.metrics.discarded.WithLabelValues(reason).Add(float64(n))
-	}
 	if st.rejectedSeries > 0 {
-		return fmt.Errorf("%w: %d of %d series rejected; first: %s",
+		return ten, fmt.Errorf("%w: %d of %d series rejected; first: %s",
 			errInvalidSeries, st.rejectedSeries, len(st.req.Series), st.firstReason)
 	}
-	return nil
+	return ten, nil
+}
+
+// readBody reads r into dst, growing it by doubling but never past
+// limit+1 bytes, and trusting Content-Length only up to 1 MiB: a slow,
+// lying or oversized client costs at most about twice the limit.
+func readBody(dst []byte, r io.Reader, contentLength int64, limit int) ([]byte, error) {
+	if contentLength > 0 && cap(dst) < int(contentLength) {
+		dst = slices.Grow(dst, min(int(contentLength)+1, 1<<20))
+	}
+	for {
+		if len(dst) == cap(dst) {
+			dst = slices.Grow(dst, max(1, min(max(len(dst), 64<<10), limit+1-len(dst))))
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+// acquire takes a processing slot, waiting at most the queue timeout.
+func (h *WriteHandler) acquire(r *http.Request) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(h.opts.QueueTimeout)
+	defer t.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%w: %d in progress; retry later", errOverloaded, cap(h.slots))
+	case <-r.Context().Done():
+		return fmt.Errorf("%w: client gone while queued", errOverloaded)
+	}
+}
+
+func (h *WriteHandler) rateLimited(ten *tenantState, now time.Time, wait time.Duration, samples int) error {
+	ten.rateLimited.Add(1)
+	ten.lastRate.Store(now.UnixNano())
+	if samples == 0 {
+		return &retryAfter{err: fmt.Errorf("%w: the tenant's bucket is empty", errRateLimited), after: wait}
+	}
+	return &retryAfter{err: fmt.Errorf("%w: %d samples exceed what the tenant's bucket holds", errRateLimited, samples), after: wait}
+}
+
+func (h *WriteHandler) countDiscarded(ten *tenantState, st *writeState) {
+	total := 0
+	for reason, n := range st.discarded {
+		h.metrics.discarded.WithLabelValues(reason).Add(float64(n))
+		total += n
+	}
+	ten.discarded.Add(int64(total))
 }
 
 // process turns the decoded request into st.batch: valid series with
 // stamped, sorted, packed labels and their acceptable samples. It returns
 // the number of samples received and of cluster labels overwritten.
 func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim *config.Limits) (received, overwrites int) {
-	maxT := h.now().UnixMilli() + maxFuture
+	maxT := h.opts.Now().UnixMilli() + maxFuture
 	st.batch.Tenant = tenant
 	for i := range st.req.Series {
 		s := &st.req.Series[i]

@@ -30,7 +30,7 @@ func testConfig(t testing.TB) *config.File {
 	f, err := config.Parse([]byte(`
 tenants:
   - {id: cluster-a, token: token-a}
-  - {id: cluster-b, token: token-b, limits: {max_labels_per_series: 4, max_request_bytes: 4096}}
+  - {id: cluster-b, token: token-b, limits: {max_labels_per_series: 4, max_request_bytes: 4096, max_request_body_bytes: 2048}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func newTestHandler(t testing.TB) (*WriteHandler, *head.Head) {
 	now := func() time.Time { return testNow }
 	hd := head.New(head.Options{Retention: 10 * time.Minute, Now: now}, prometheus.NewRegistry())
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return NewWriteHandler(s, hd, now, logger, prometheus.NewRegistry()), hd
+	return NewWriteHandler(s, hd, WriteOptions{Now: now}, logger, prometheus.NewRegistry()), hd
 }
 
 func series(value float64, ts int64, kv ...string) prompb.TimeSeries {
@@ -134,7 +134,7 @@ func TestWriteStatusCodes(t *testing.T) {
 		{"gzip encoding", post{body: valid, token: "token-a", contentEncoding: "gzip"}, 415, "Content-Encoding"},
 		{"decoded size claim over the limit", post{body: gigaClaim, token: "token-a"}, 413, "decoded size"},
 		{"tenant limit on decoded size", post{body: encode(t, series(1, now, "__name__", "up", "pad", strings.Repeat("x", 5000))), token: "token-b"}, 413, "limit of 4096"},
-		{"body over the limit", post{body: make([]byte, snappy.MaxEncodedLen(4096)+1), token: "token-b"}, 413, "limit"},
+		{"body over the limit", post{body: make([]byte, 2049), token: "token-b"}, 413, "more than the limit of 2048"},
 		{"not snappy", post{body: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, token: "token-a"}, 400, "snappy"},
 		{"not protobuf", post{body: snappy.Encode(nil, []byte{0x0a, 0x7f, 0x01}), token: "token-a"}, 400, ""},
 		{"metadata only", post{body: snappy.Encode(nil, mustMarshal(t, &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{{MetricFamilyName: "up", Help: "h"}}})), token: "token-a"}, 204, ""},
@@ -296,7 +296,7 @@ func TestWriteAllocationsDoNotGrowWithSeries(t *testing.T) {
 		serve := func() {
 			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
 			r.Header.Set("Authorization", "Bearer token-a")
-			if err := h.serve(httptest.NewRecorder(), r, st); err != nil {
+			if _, err := h.serve(httptest.NewRecorder(), r, st); err != nil {
 				t.Fatal(err)
 			}
 			st.reset()

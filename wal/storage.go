@@ -100,7 +100,8 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 
 	s.cutMu.RLock()
 	defer s.cutMu.RUnlock()
-	st.ss = s.head.Prepare(b, st.ss[:0])
+	var limitErr error // series refused by the tenant's limit; the rest is stored
+	st.ss, limitErr = s.head.Prepare(b, st.ss[:0])
 	st.fresh = st.fresh[:0]
 	first, found := int64(0), false // the samples record's base timestamp
 	for i, x := range st.ss {
@@ -130,7 +131,7 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 		}
 	}
 	if st.sw.count == 0 {
-		return nil // nothing holdable: every sample was past retention
+		return limitErr // nothing holdable: refused, or every sample past retention
 	}
 	st.buf = st.sw.end()
 	if err := s.log.commit(st.buf); err != nil {
@@ -143,7 +144,7 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 	s.head.Commit(b, st.ss)
 	clear(st.fresh)
 	clear(st.ss)
-	return nil
+	return limitErr
 }
 
 // Replay rebuilds the head from the newest checkpoint and the segments

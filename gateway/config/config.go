@@ -57,6 +57,8 @@ type Limits struct {
 	MaxLabelNameLength  int     `yaml:"max_label_name_length"`
 	MaxLabelValueLength int     `yaml:"max_label_value_length"`
 	MaxRequestBytes     int     `yaml:"max_request_bytes"`
+	// MaxRequestBodyBytes bounds the body as sent (snappy-compressed).
+	MaxRequestBodyBytes int `yaml:"max_request_body_bytes"`
 }
 
 // Storage configures the head and, later, the WAL.
@@ -96,6 +98,7 @@ func DefaultLimits() Limits {
 		MaxLabelNameLength:  256,
 		MaxLabelValueLength: 2048,
 		MaxRequestBytes:     32 << 20,
+		MaxRequestBodyBytes: 16 << 20,
 	}
 }
 
@@ -248,6 +251,8 @@ func (l *Limits) Validate() error {
 		return errors.New("max_label_value_length must be positive")
 	case l.MaxRequestBytes <= 0 || l.MaxRequestBytes > MaxRequestBytesLimit:
 		return fmt.Errorf("max_request_bytes must be between 1 and %d", MaxRequestBytesLimit)
+	case l.MaxRequestBodyBytes <= 0 || l.MaxRequestBodyBytes > MaxRequestBytesLimit:
+		return fmt.Errorf("max_request_body_bytes must be between 1 and %d", MaxRequestBytesLimit)
 	}
 	return nil
 }

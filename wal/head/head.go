@@ -2,6 +2,8 @@ package head
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"runtime"
 	"slices"
@@ -30,7 +32,28 @@ type Sample struct {
 type Batch struct {
 	Tenant string
 	Series []BatchSeries
+	// MaxSeries bounds the tenant's held series: a series of the batch that
+	// would be created beyond it is refused. 0 means no bound.
+	MaxSeries int
 }
+
+// ErrSeriesLimit is matched by a *SeriesLimitError.
+var ErrSeriesLimit = errors.New("series limit reached")
+
+// SeriesLimitError reports the series of a batch that were refused because
+// their tenant holds MaxSeries series. The batch's other series were
+// stored.
+type SeriesLimitError struct {
+	Limit   int
+	Series  int // series refused
+	Samples int // their samples
+}
+
+func (e *SeriesLimitError) Error() string {
+	return fmt.Sprintf("%d new series (%d samples) refused: the tenant holds its limit of %d series", e.Series, e.Samples, e.Limit)
+}
+
+func (e *SeriesLimitError) Is(target error) bool { return target == ErrSeriesLimit }
 
 // BatchSeries is one series of a Batch: its packed, sorted labels (see
 // Labels) and its samples in any order.
@@ -165,19 +188,33 @@ const noSample = math.MinInt64
 
 // Append applies the newest sample of each series of b: Prepare, then
 // Commit, series by series. It is the whole store when nothing needs to be
-// logged in between.
+// logged in between. A *SeriesLimitError reports refused series; the rest
+// of b is applied.
 func (h *Head) Append(_ context.Context, b *Batch) error {
 	ten, minT := h.tenant(b.Tenant), h.MinTime()
+	var lim SeriesLimitError
 	created, outOfOrder := 0, 0
 	for i := range b.Series {
-		s, isNew := h.prepareOne(ten, &b.Series[i], minT)
+		s, isNew, limited := h.prepareOne(ten, &b.Series[i], minT, b.MaxSeries)
 		if isNew {
 			created++
 		}
+		if limited {
+			lim.Series++
+			lim.Samples += len(b.Series[i].Samples)
+		}
 		outOfOrder += h.commitOne(s, b.Series[i].Samples)
 	}
-	h.count(ten, created, outOfOrder)
-	return nil
+	h.count(created, outOfOrder)
+	return lim.err(b.MaxSeries)
+}
+
+// err returns e as an error, or nil when no series was refused.
+func (e SeriesLimitError) err(limit int) error {
+	if e.Series == 0 {
+		return nil
+	}
+	return &SeriesLimitError{Limit: limit, Series: e.Series, Samples: e.Samples}
 }
 
 // Prepare resolves every series of b to a held series, creating the missing
@@ -187,18 +224,26 @@ func (h *Head) Append(_ context.Context, b *Batch) error {
 // to nil. Series returned by Prepare are not removed by GC until Commit, as
 // long as the caller keeps GC from running in between (the WAL's cut
 // barrier does).
-func (h *Head) Prepare(b *Batch, dst []*Series) []*Series {
+//
+// Series refused by b.MaxSeries resolve to nil too, and are reported by the
+// returned error, a *SeriesLimitError.
+func (h *Head) Prepare(b *Batch, dst []*Series) ([]*Series, error) {
 	ten, minT := h.tenant(b.Tenant), h.MinTime()
+	var lim SeriesLimitError
 	created := 0
 	for i := range b.Series {
-		s, isNew := h.prepareOne(ten, &b.Series[i], minT)
+		s, isNew, limited := h.prepareOne(ten, &b.Series[i], minT, b.MaxSeries)
 		if isNew {
 			created++
 		}
+		if limited {
+			lim.Series++
+			lim.Samples += len(b.Series[i].Samples)
+		}
 		dst = append(dst, s)
 	}
-	h.count(ten, created, 0)
-	return dst
+	h.count(created, 0)
+	return dst, lim.err(b.MaxSeries)
 }
 
 // Commit applies to each series of ss (as returned by Prepare for b) the
@@ -209,24 +254,30 @@ func (h *Head) Commit(b *Batch, ss []*Series) {
 	for i, s := range ss {
 		outOfOrder += h.commitOne(s, b.Series[i].Samples)
 	}
-	h.count(nil, 0, outOfOrder)
+	h.count(0, outOfOrder)
 }
 
-func (h *Head) prepareOne(ten *tenant, bs *BatchSeries, minT int64) (s *Series, created bool) {
+func (h *Head) prepareOne(ten *tenant, bs *BatchSeries, minT int64, maxSeries int) (s *Series, created, limited bool) {
 	if len(bs.Samples) == 0 {
-		return nil, false
+		return nil, false, false
 	}
 	hash := xxhash.Sum64(bs.Labels)
 	st := &h.stripes[hash&(stripeCount-1)]
 	st.mu.Lock()
+	defer st.mu.Unlock()
 	s = st.get(hash, bs.Labels)
-	if s == nil && newestT(bs.Samples) >= minT {
-		s = h.create(st, hash, bs.Labels, ten, h.lastRef.Add(1))
-		s.t.Store(noSample)
-		created = true
+	if s != nil || newestT(bs.Samples) < minT {
+		return s, false, false
 	}
-	st.mu.Unlock()
-	return s, created
+	// Counted before creating, so that concurrent creators cannot pass the
+	// limit together.
+	if n := ten.series.Add(1); maxSeries > 0 && n > int64(maxSeries) {
+		ten.series.Add(-1)
+		return nil, false, true
+	}
+	s = h.create(st, hash, bs.Labels, ten, h.lastRef.Add(1))
+	s.t.Store(noSample)
+	return s, true, false
 }
 
 // commitOne applies the newest of samples to s and returns how many of
@@ -266,11 +317,10 @@ func newestT(samples []Sample) int64 {
 	return t
 }
 
-func (h *Head) count(ten *tenant, created, outOfOrder int) {
+func (h *Head) count(created, outOfOrder int) {
 	if created > 0 {
 		h.metrics.created.Add(float64(created))
 		h.numSeries.Add(int64(created))
-		ten.series.Add(int64(created))
 	}
 	if outOfOrder > 0 {
 		h.metrics.outOfOrder.Add(float64(outOfOrder))

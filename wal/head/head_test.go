@@ -2,6 +2,7 @@ package head
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -221,7 +222,7 @@ func TestPrepareCommitExistingSeriesDoesNotAllocate(t *testing.T) {
 		for i := range b.Series {
 			b.Series[i].Samples[0].T = now
 		}
-		ss = h.Prepare(b, ss[:0])
+		ss, _ = h.Prepare(b, ss[:0])
 		h.Commit(b, ss)
 	})
 	if allocs > 0 {
@@ -229,5 +230,56 @@ func TestPrepareCommitExistingSeriesDoesNotAllocate(t *testing.T) {
 	}
 	if ts, _, _ := latest(t, h, b.Series[0].Labels); ts != now {
 		t.Fatalf("latest sample at %d, want %d", ts, now)
+	}
+}
+
+func TestSeriesLimit(t *testing.T) {
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	b := &Batch{Tenant: "a", MaxSeries: 3}
+	for i := range 5 {
+		b.Series = append(b.Series, BatchSeries{Labels: packed("__name__", "m", "i", fmt.Sprint(i)), Samples: []Sample{{now, 1}, {now - 1, 1}}})
+	}
+	err := h.Append(context.Background(), b)
+	var le *SeriesLimitError
+	if !errors.As(err, &le) || !errors.Is(err, ErrSeriesLimit) || le.Series != 2 || le.Samples != 4 || le.Limit != 3 {
+		t.Fatalf("Append = %v, want 2 series (4 samples) refused at limit 3", err)
+	}
+	if h.TenantSeries("a") != 3 {
+		t.Fatalf("tenant holds %d series, want 3", h.TenantSeries("a"))
+	}
+	// Existing series keep updating; other tenants are not affected.
+	b.Series = b.Series[:3]
+	for i := range b.Series {
+		b.Series[i].Samples = []Sample{{now + 10, 2}}
+	}
+	if err := h.Append(context.Background(), b); err != nil {
+		t.Fatalf("updating held series: %v", err)
+	}
+	if ts, _, _ := latest(t, h, b.Series[0].Labels); ts != now+10 {
+		t.Fatal("a held series was not updated at the limit")
+	}
+	other := &Batch{Tenant: "b", MaxSeries: 3, Series: []BatchSeries{{Labels: packed("__name__", "m", "i", "x"), Samples: []Sample{{now, 1}}}}}
+	if err := h.Append(context.Background(), other); err != nil {
+		t.Fatalf("another tenant was limited: %v", err)
+	}
+}
+
+func TestSeriesLimitUnderConcurrency(t *testing.T) {
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				b := &Batch{Tenant: "a", MaxSeries: 250, Series: []BatchSeries{{
+					Labels: packed("__name__", "m", "w", fmt.Sprint(w), "i", fmt.Sprint(i)), Samples: []Sample{{now, 1}}}}}
+				_ = h.Append(context.Background(), b)
+			}
+		})
+	}
+	wg.Wait()
+	if n := h.TenantSeries("a"); n != 250 {
+		t.Fatalf("tenant holds %d series, want exactly its limit of 250", n)
 	}
 }

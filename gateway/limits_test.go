@@ -1,0 +1,300 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/fedgate/fedgate/gateway/config"
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+// limitsEnv is a write handler behind a real HTTP server, with a clock the
+// test moves.
+type limitsEnv struct {
+	t      *testing.T
+	h      *WriteHandler
+	hd     *head.Head
+	srv    *httptest.Server
+	mu     sync.Mutex
+	now    time.Time
+	logBuf *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newLimitsEnv(t *testing.T, yml string, opts WriteOptions, st Storage) *limitsEnv {
+	t.Helper()
+	f, err := config.Parse([]byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSettings(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &limitsEnv{t: t, now: testNow, logBuf: &syncBuffer{}}
+	opts.Now = e.clock
+	e.hd = head.New(head.Options{Retention: 10 * time.Minute, Now: e.clock}, prometheus.NewRegistry())
+	if st == nil {
+		st = e.hd
+	}
+	e.h = NewWriteHandler(s, st, opts, slog.New(slog.NewTextHandler(e.logBuf, nil)), prometheus.NewRegistry())
+	e.srv = httptest.NewServer(e.h)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *limitsEnv) clock() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now
+}
+
+func (e *limitsEnv) advance(d time.Duration) {
+	e.mu.Lock()
+	e.now = e.now.Add(d)
+	e.mu.Unlock()
+}
+
+// push sends n series of one sample each (series first..first+n-1) and
+// returns the answer.
+func (e *limitsEnv) push(token string, first, n int) (*http.Response, string) {
+	e.t.Helper()
+	ts := make([]prompb.TimeSeries, n)
+	for i := range ts {
+		ts[i] = series(1, e.clock().UnixMilli(), "__name__", "m", "i", fmt.Sprint(first+i))
+	}
+	return e.post(token, encode(e.t, ts...))
+}
+
+func (e *limitsEnv) post(token string, body []byte) (*http.Response, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.srv.URL, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+const rateConfig = `
+tenants:
+  - {id: a, token: ta, limits: {ingestion_rate: 100, ingestion_burst: 1000}}
+  - {id: b, token: tb}
+`
+
+func TestIngestionRate(t *testing.T) {
+	e := newLimitsEnv(t, rateConfig, WriteOptions{}, nil)
+	if resp, body := e.push("ta", 0, 800); resp.StatusCode != 204 {
+		t.Fatalf("first push: %d %s", resp.StatusCode, body)
+	}
+	// 200 tokens left: 800 more are refused whole, with when to retry.
+	resp, body := e.push("ta", 1000, 800)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "6" || !strings.Contains(body, "800 samples") {
+		t.Fatalf("over the rate: %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if e.hd.TenantSeries("a") != 800 {
+		t.Fatalf("a refused request stored something: %d series", e.hd.TenantSeries("a"))
+	}
+	// Another tenant is not affected.
+	if resp, body := e.push("tb", 0, 2000); resp.StatusCode != 204 {
+		t.Fatalf("other tenant: %d %s", resp.StatusCode, body)
+	}
+	// Six seconds later the bucket holds 800 again.
+	e.advance(6 * time.Second)
+	if resp, body := e.push("ta", 1000, 800); resp.StatusCode != 204 {
+		t.Fatalf("after waiting: %d %s", resp.StatusCode, body)
+	}
+	if got := testutil.ToFloat64(e.h.metrics.discarded.WithLabelValues(reasonRateLimited)); got != 800 {
+		t.Errorf("discarded{rate_limited} = %v, want 800", got)
+	}
+}
+
+func TestEmptyBucketIsAnsweredBeforeDecoding(t *testing.T) {
+	e := newLimitsEnv(t, rateConfig, WriteOptions{}, nil)
+	if resp, _ := e.push("ta", 0, 1000); resp.StatusCode != 204 {
+		t.Fatal("could not drain the bucket")
+	}
+	// Garbage would be a 400 if it were read; an empty bucket answers first.
+	resp, body := e.post("ta", []byte("not snappy at all"))
+	if resp.StatusCode != 429 || !strings.Contains(body, "bucket is empty") || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("got %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if testutil.ToFloat64(e.h.metrics.received) != 1000 {
+		t.Fatal("the refused request was decoded")
+	}
+}
+
+func TestRequestLargerThanBurst(t *testing.T) {
+	e := newLimitsEnv(t, rateConfig, WriteOptions{}, nil)
+	// 1500 > burst: admitted from a full bucket, paid back before the next.
+	if resp, body := e.push("ta", 0, 1500); resp.StatusCode != 204 {
+		t.Fatalf("a request over the burst from a full bucket: %d %s", resp.StatusCode, body)
+	}
+	resp, _ := e.push("ta", 2000, 1)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "6" {
+		t.Fatalf("in debt: %d Retry-After=%q, want 429 and 6", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestSeriesLimitOverHTTP(t *testing.T) {
+	e := newLimitsEnv(t, "tenants: [{id: a, token: ta, limits: {max_series: 10}}]", WriteOptions{}, nil)
+	resp, body := e.push("ta", 0, 15)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "60" || !strings.Contains(body, "5 new series") {
+		t.Fatalf("got %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if e.hd.TenantSeries("a") != 10 {
+		t.Fatalf("%d series held, want the 10 that fit", e.hd.TenantSeries("a"))
+	}
+	e.advance(time.Second)
+	if resp, body := e.push("ta", 0, 10); resp.StatusCode != 204 {
+		t.Fatalf("held series must keep updating: %d %s", resp.StatusCode, body)
+	}
+	if got := testutil.ToFloat64(e.h.metrics.discarded.WithLabelValues(reasonSeriesLimit)); got != 5 {
+		t.Errorf("discarded{series_limit} = %v, want 5", got)
+	}
+	if got := testutil.ToFloat64(e.h.metrics.accepted); got != 20 {
+		t.Errorf("accepted = %v, want 20", got)
+	}
+	if st := e.h.TenantStats(); len(st) != 1 || st[0].SeriesLimitedSamples != 5 || st[0].LastLimited.IsZero() {
+		t.Errorf("tenant stats = %+v", st)
+	}
+}
+
+// blockingStorage holds every Append until released.
+type blockingStorage struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingStorage) Append(ctx context.Context, _ *head.Batch) error {
+	b.entered <- struct{}{}
+	<-b.release
+	return nil
+}
+
+func TestConcurrencyBound(t *testing.T) {
+	st := &blockingStorage{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	e := newLimitsEnv(t, "tenants: [{id: a, token: ta}, {id: b, token: tb}]", WriteOptions{MaxConcurrent: 1, QueueTimeout: 50 * time.Millisecond}, st)
+	done := make(chan int)
+	go func() {
+		resp, _ := e.push("ta", 0, 1)
+		done <- resp.StatusCode
+	}()
+	<-st.entered // the only slot is taken
+	resp, body := e.push("tb", 0, 1)
+	if resp.StatusCode != 503 || !strings.Contains(body, "too many concurrent write requests") {
+		t.Fatalf("second request: %d %s", resp.StatusCode, body)
+	}
+	close(st.release)
+	if code := <-done; code != 204 {
+		t.Fatalf("first request: %d", code)
+	}
+	go func() { <-st.entered }()
+	if resp, body := e.push("tb", 0, 1); resp.StatusCode != 204 {
+		t.Fatalf("after the slot freed: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestRefusalsAreLoggedOncePerMinute(t *testing.T) {
+	e := newLimitsEnv(t, rateConfig, WriteOptions{}, nil)
+	e.push("ta", 0, 1000)
+	for range 50 {
+		e.push("ta", 0, 10)
+	}
+	if n := strings.Count(e.logBuf.String(), "reason=rate_limited"); n != 1 {
+		t.Fatalf("%d log lines for 50 refusals in one minute, want 1:\n%s", n, e.logBuf)
+	}
+	e.advance(61 * time.Second)
+	e.push("ta", 0, 7000) // over the whole bucket again
+	e.push("ta", 0, 10)
+	if n := strings.Count(e.logBuf.String(), "reason=rate_limited"); n != 2 {
+		t.Fatalf("%d log lines after a minute, want 2", n)
+	}
+}
+
+// TestBombsCostLittle: a decompression bomb and oversized bodies are
+// refused without allocating anything near their size. The bound is
+// checked without -race only.
+func TestBombsCostLittle(t *testing.T) {
+	e := newLimitsEnv(t, "tenants: [{id: a, token: ta, limits: {max_request_bytes: 4194304}}]", WriteOptions{}, nil)
+	bomb := snappy.Encode(nil, make([]byte, 64<<20)) // 64 MiB of zeros in ~3 MB
+	huge := make([]byte, 64<<20)
+	cases := []struct {
+		name    string
+		send    func() *http.Response
+		code    int
+		maxHeap uint64
+	}{
+		{"decompression bomb", func() *http.Response { r, _ := e.post("ta", bomb); return r }, 413, 16 << 20},
+		{"64 MiB body with Content-Length", func() *http.Response { r, _ := e.post("ta", huge); return r }, 413, 8 << 20},
+		{"64 MiB chunked body", func() *http.Response {
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL, io.MultiReader(bytes.NewReader(huge)))
+			req.ContentLength = -1
+			req.Header.Set("Authorization", "Bearer ta")
+			resp, err := e.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp
+		}, 413, 48 << 20},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			resp := c.send()
+			runtime.ReadMemStats(&after)
+			if resp.StatusCode != c.code {
+				t.Fatalf("got %d, want %d", resp.StatusCode, c.code)
+			}
+			if raceEnabled {
+				return
+			}
+			// Generous: the client side of the test allocates too.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > c.maxHeap {
+				t.Fatalf("allocated %d MiB, bound %d MiB", alloc>>20, c.maxHeap>>20)
+			}
+		})
+	}
+}
