@@ -175,8 +175,17 @@ type fedgate struct {
 }
 
 // startFedgate starts fedgate with one tenant per cluster and a ring of one,
-// and waits until it is ready.
-func startFedgate(t *testing.T) *fedgate {
+// extra flags appended to its command line, and waits until it is ready.
+func startFedgate(t *testing.T, extra ...string) *fedgate {
+	t.Helper()
+	fg := launchFedgate(t, extra...)
+	waitHTTP200(t, "http://"+fg.public+"/-/ready", 30*time.Second, fg.process)
+	return fg
+}
+
+// launchFedgate starts fedgate as startFedgate does, without waiting for it
+// to be ready: a caller that sets --web.config.file waits over HTTPS.
+func launchFedgate(t *testing.T, extra ...string) *fedgate {
 	t.Helper()
 	public, internal := freeAddr(t), freeAddr(t)
 	var cfg strings.Builder
@@ -186,14 +195,14 @@ func startFedgate(t *testing.T) *fedgate {
 	}
 	fmt.Fprintf(&cfg, "storage:\n  retention: 10m\nring:\n  self: gw-0\n  members:\n    - {name: gw-0, url: 'http://%s'}\n", internal)
 
-	p := startProcess(t, "fedgate", fedgateBin,
-		"--config.file="+writeFile(t, t.TempDir(), "fedgate.yml", cfg.String()),
-		"--storage.path="+t.TempDir(),
-		"--web.listen-address="+public,
-		"--web.internal-listen-address="+internal,
+	args := []string{
+		"--config.file=" + writeFile(t, t.TempDir(), "fedgate.yml", cfg.String()),
+		"--storage.path=" + t.TempDir(),
+		"--web.listen-address=" + public,
+		"--web.internal-listen-address=" + internal,
 		"--log.level=debug",
-	)
-	waitHTTP200(t, "http://"+public+"/-/ready", 30*time.Second, p)
+	}
+	p := startProcess(t, "fedgate", fedgateBin, append(args, extra...)...)
 	return &fedgate{process: p, public: public, internal: internal}
 }
 

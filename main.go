@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -156,6 +157,10 @@ func run(f *flags, logger *slog.Logger) error {
 	internal.HandleFunc("GET /-/healthy", health.Healthy)
 	internal.HandleFunc("GET /-/ready", health.ReadyHandler)
 	internal.HandleFunc("GET /{$}", statusPage(rl.current, hd, rng, writes))
+	internal.HandleFunc("GET /debug/pprof/", pprof.Index)
+	internal.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	internal.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	internal.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -32,15 +32,17 @@ func (b *bucket) refill(now time.Time, rate, burst float64) {
 }
 
 // admit takes n tokens if the bucket holds min(n, burst) of them; otherwise
-// it takes nothing and says how long until it would. n == 0 asks whether
-// the bucket is empty: whether even one sample would be admitted.
-func (b *bucket) admit(now time.Time, n, rate, burst float64) (bool, time.Duration) {
+// it takes nothing and says how long until it would. With take false it
+// only asks.
+func (b *bucket) admit(now time.Time, n, rate, burst float64, take bool) (bool, time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.refill(now, rate, burst)
 	need := math.Min(math.Max(n, 1), burst)
 	if b.tokens >= need {
-		b.tokens -= n
+		if take {
+			b.tokens -= n
+		}
 		return true, 0
 	}
 	return false, time.Duration((need - b.tokens) / rate * float64(time.Second))
@@ -51,6 +53,10 @@ func (b *bucket) admit(now time.Time, n, rate, burst float64) (bool, time.Durati
 type tenantState struct {
 	id     string
 	bucket bucket
+	// lastSamples is the size of the tenant's last decoded request:
+	// senders send batches of similar size, so a bucket that cannot cover
+	// it is answered before the next body is read.
+	lastSamples atomic.Int64
 
 	rateLimited   atomic.Int64 // requests refused by the ingestion rate
 	seriesLimited atomic.Int64 // samples refused by max_series

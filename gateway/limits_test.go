@@ -126,13 +126,14 @@ func TestIngestionRate(t *testing.T) {
 	if resp, body := e.push("ta", 0, 800); resp.StatusCode != 204 {
 		t.Fatalf("first push: %d %s", resp.StatusCode, body)
 	}
-	// 200 tokens left: 800 more are refused whole, with when to retry.
+	// 200 tokens left, and the last request had 800: refused before its
+	// body is read, with when to retry.
 	resp, body := e.push("ta", 1000, 800)
-	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "6" || !strings.Contains(body, "800 samples") {
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "6" || !strings.Contains(body, "ingestion rate limit") {
 		t.Fatalf("over the rate: %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
-	if e.hd.TenantSeries("a") != 800 {
-		t.Fatalf("a refused request stored something: %d series", e.hd.TenantSeries("a"))
+	if testutil.ToFloat64(e.h.metrics.received) != 800 {
+		t.Fatal("a request the bucket could not cover was decoded")
 	}
 	// Another tenant is not affected.
 	if resp, body := e.push("tb", 0, 2000); resp.StatusCode != 204 {
@@ -140,8 +141,17 @@ func TestIngestionRate(t *testing.T) {
 	}
 	// Six seconds later the bucket holds 800 again.
 	e.advance(6 * time.Second)
-	if resp, body := e.push("ta", 1000, 800); resp.StatusCode != 204 {
+	if resp, body := e.push("ta", 1000, 100); resp.StatusCode != 204 {
 		t.Fatalf("after waiting: %d %s", resp.StatusCode, body)
+	}
+	// 700 left; a request of 800 passes the pre-check (the last had 100),
+	// is decoded, and is refused whole: nothing of it stored.
+	resp, body = e.push("ta", 2000, 800)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, "800 samples") {
+		t.Fatalf("larger than the bucket: %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if e.hd.TenantSeries("a") != 900 {
+		t.Fatalf("a refused request stored something: %d series, want 900", e.hd.TenantSeries("a"))
 	}
 	if got := testutil.ToFloat64(e.h.metrics.discarded.WithLabelValues(reasonRateLimited)); got != 800 {
 		t.Errorf("discarded{rate_limited} = %v, want 800", got)
@@ -155,11 +165,20 @@ func TestEmptyBucketIsAnsweredBeforeDecoding(t *testing.T) {
 	}
 	// Garbage would be a 400 if it were read; an empty bucket answers first.
 	resp, body := e.post("ta", []byte("not snappy at all"))
-	if resp.StatusCode != 429 || !strings.Contains(body, "bucket is empty") || resp.Header.Get("Retry-After") != "1" {
+	if resp.StatusCode != 429 || !strings.Contains(body, "cannot cover a request like its last one") || resp.Header.Get("Retry-After") != "10" {
 		t.Fatalf("got %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	if testutil.ToFloat64(e.h.metrics.received) != 1000 {
 		t.Fatal("the refused request was decoded")
+	}
+	// A bucket holding less than the last request is refused before
+	// decoding too: not just an empty one.
+	e.advance(5 * time.Second) // 500 tokens; the last request had 1000
+	if resp, body := e.post("ta", []byte("still not snappy")); resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "5" {
+		t.Fatalf("half-full bucket: %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if testutil.ToFloat64(e.h.metrics.received) != 1000 {
+		t.Fatal("a request the bucket could not cover was decoded")
 	}
 }
 
@@ -169,9 +188,11 @@ func TestRequestLargerThanBurst(t *testing.T) {
 	if resp, body := e.push("ta", 0, 1500); resp.StatusCode != 204 {
 		t.Fatalf("a request over the burst from a full bucket: %d %s", resp.StatusCode, body)
 	}
+	// 500 in debt, and the next request is expected to be as large (capped
+	// at the burst): (1000 + 500) / 100 = 15 s.
 	resp, _ := e.push("ta", 2000, 1)
-	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "6" {
-		t.Fatalf("in debt: %d Retry-After=%q, want 429 and 6", resp.StatusCode, resp.Header.Get("Retry-After"))
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "15" {
+		t.Fatalf("in debt: %d Retry-After=%q, want 429 and 15", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
 

@@ -2,12 +2,13 @@ package gateway
 
 import (
 	"context"
-	"io"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -249,10 +250,11 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 	}
 	lim := set.limits(tenant)
 
-	// An empty bucket is answered before the body is read: a flood costs
-	// almost nothing.
+	// A bucket that cannot cover a request the size of the tenant's last
+	// one is answered before the body is read: a flood costs almost
+	// nothing.
 	now := h.opts.Now()
-	if ok, wait := ten.bucket.admit(now, 0, lim.IngestionRate, float64(lim.IngestionBurst)); !ok {
+	if ok, wait := ten.bucket.admit(now, float64(ten.lastSamples.Load()), lim.IngestionRate, float64(lim.IngestionBurst), false); !ok {
 		return ten, h.rateLimited(ten, now, wait, 0)
 	}
 	maxBody := lim.MaxRequestBodyBytes
@@ -276,7 +278,12 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 		if errors.As(err, &tooBig) {
 			return ten, fmt.Errorf("%w: body larger than the limit of %d bytes", errTooLarge, maxBody)
 		}
-		return ten, fmt.Errorf("%w: read body: %v", ErrUnavailable, err)
+		// Slow or broken clients: 503, so a sender on a bad link retries;
+		// the answer names no addresses.
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return ten, fmt.Errorf("%w: the request body did not arrive within the read timeout", ErrUnavailable)
+		}
+		return ten, fmt.Errorf("%w: the connection failed while the body was read", ErrUnavailable)
 	}
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
@@ -306,7 +313,8 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 	defer h.countDiscarded(ten, st)
 
 	// The whole request is charged to the bucket, or none of it is stored.
-	if ok, wait := ten.bucket.admit(h.opts.Now(), float64(len(st.samples)), lim.IngestionRate, float64(lim.IngestionBurst)); !ok {
+	ten.lastSamples.Store(int64(len(st.samples)))
+	if ok, wait := ten.bucket.admit(h.opts.Now(), float64(len(st.samples)), lim.IngestionRate, float64(lim.IngestionBurst), true); !ok {
 		st.discard(reasonRateLimited, len(st.samples))
 		return ten, h.rateLimited(ten, now, wait, len(st.samples))
 	}
@@ -382,7 +390,7 @@ func (h *WriteHandler) rateLimited(ten *tenantState, now time.Time, wait time.Du
 	ten.rateLimited.Add(1)
 	ten.lastRate.Store(now.UnixNano())
 	if samples == 0 {
-		return &retryAfter{err: fmt.Errorf("%w: the tenant's bucket is empty", errRateLimited), after: wait}
+		return &retryAfter{err: fmt.Errorf("%w: the tenant's bucket cannot cover a request like its last one", errRateLimited), after: wait}
 	}
 	return &retryAfter{err: fmt.Errorf("%w: %d samples exceed what the tenant's bucket holds", errRateLimited, samples), after: wait}
 }
