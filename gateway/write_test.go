@@ -75,8 +75,15 @@ type post struct {
 	contentEncoding string
 }
 
+// do sends the request over real HTTP to h and returns the answer, read
+// whole.
 func (p post) do(h http.Handler) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(p.body))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	r, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", bytes.NewReader(p.body))
+	if err != nil {
+		panic(err)
+	}
 	r.Header.Set("Content-Type", "application/x-protobuf")
 	r.Header.Set("Content-Encoding", "snappy")
 	r.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
@@ -92,8 +99,17 @@ func (p post) do(h http.Handler) *httptest.ResponseRecorder {
 	case p.user != "":
 		r.SetBasicAuth(p.user, p.pass)
 	}
+	resp, err := srv.Client().Do(r)
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
+	w.Code = resp.StatusCode
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	_, _ = io.Copy(w.Body, resp.Body)
 	return w
 }
 
