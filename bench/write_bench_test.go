@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,31 +38,79 @@ func marshal(b *testing.B, series int) []byte {
 func BenchmarkWriteHandler(b *testing.B) {
 	for _, n := range []int{100, 2000} {
 		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
-			body := snappy.Encode(nil, marshal(b, n))
-			h, hd := newHandler(b)
-			send := func() {
-				r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-				r.Header.Set("Content-Type", "application/x-protobuf")
-				r.Header.Set("Content-Encoding", "snappy")
-				r.Header.Set("Authorization", "Bearer bench-token")
-				w := discardWriter{}
-				h.ServeHTTP(&w, r)
-				if w.code != http.StatusNoContent {
-					b.Fatalf("status %d", w.code)
-				}
+			f, err := config.Parse([]byte("tenants: [{id: bench, token: bench-token, limits: {ingestion_rate: 1e12, ingestion_burst: 1000000000000}}]"))
+			if err != nil {
+				b.Fatal(err)
 			}
-			send()
-			if hd.NumSeries() != n {
-				b.Fatalf("%d series held, want %d", hd.NumSeries(), n)
-			}
-			b.ReportAllocs()
-			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				send()
-			}
-			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
+			benchHandler(b, f, n)
 		})
 	}
+}
+
+// benchHandler sends one n-series request after another through a handler
+// configured by f, every series already held.
+func benchHandler(b *testing.B, f *config.File, n int) {
+	body := snappy.Encode(nil, marshal(b, n))
+	s, err := gateway.NewSettings(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := func() time.Time { return benchNow }
+	hd := head.New(head.Options{Retention: time.Hour, Now: now}, nil)
+	h := gateway.NewWriteHandler(s, hd, gateway.WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	send := func() {
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-protobuf")
+		r.Header.Set("Content-Encoding", "snappy")
+		r.Header.Set("Authorization", "Bearer bench-token")
+		w := discardWriter{}
+		h.ServeHTTP(&w, r)
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+	send()
+	if hd.NumSeries() != n {
+		b.Fatalf("%d series held, want %d", hd.NumSeries(), n)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		send()
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
+}
+
+// typicalPipeline is a realistic tenant pipeline: five relabel rules (drop
+// a label, rewrite a path-like value, add a static label, keep by name,
+// shard by hash) and two anonymized labels.
+const typicalPipeline = `
+relabel_configs:
+  - {action: labeldrop, regex: endpoint}
+  - {source_labels: [pod], regex: '(.+)-[a-z0-9]+-[a-z0-9]+', target_label: workload, replacement: '$1'}
+  - {action: replace, target_label: env, replacement: prod}
+  - {action: keep, source_labels: [__name__], regex: '.+'}
+  - {action: hashmod, source_labels: [instance], modulus: 16, target_label: shard}
+anonymize: {labels: [instance, node], secret_file: anon.key}
+`
+
+// BenchmarkWriteHandlerPipeline is BenchmarkWriteHandler/series=2000 with
+// typicalPipeline applied: compare its samples/s with the plain one.
+func BenchmarkWriteHandlerPipeline(b *testing.B) {
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "anon.key"), []byte("bench-secret"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(dir, "fedgate.yml")
+	cfg := typicalPipeline + "tenants: [{id: bench, token: bench-token, limits: {ingestion_rate: 1e12, ingestion_burst: 1000000000000}}]\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchHandler(b, f, 2000)
 }
 
 // BenchmarkHeadAppend is the head update alone, for packed label sets.
@@ -82,20 +132,6 @@ func BenchmarkHeadAppend(b *testing.B) {
 		_ = hd.Append(ctx, batch)
 	}
 	b.ReportMetric(float64(2000*b.N)/b.Elapsed().Seconds(), "samples/s")
-}
-
-func newHandler(b *testing.B) (*gateway.WriteHandler, *head.Head) {
-	f, err := config.Parse([]byte("tenants: [{id: bench, token: bench-token, limits: {ingestion_rate: 1e12, ingestion_burst: 1000000000000}}]"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := gateway.NewSettings(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	now := func() time.Time { return benchNow }
-	hd := head.New(head.Options{Retention: time.Hour, Now: now}, nil)
-	return gateway.NewWriteHandler(s, hd, gateway.WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), hd
 }
 
 type discardWriter struct {

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedgate/fedgate/relabel"
 )
 
 type writeMetrics struct {
@@ -51,7 +53,7 @@ func newWriteMetrics(reg prometheus.Registerer, h *WriteHandler) *writeMetrics {
 	}
 	for _, r := range []string{reasonMissingName, reasonInvalidName, reasonInvalidLabel, reasonDuplicateLabel,
 		reasonInvalidUTF8, reasonTooManyLabels, reasonNameTooLong, reasonValueTooLong, reasonTooFarInFuture,
-		reasonNativeHistograms, reasonRateLimited, reasonSeriesLimit} {
+		reasonNativeHistograms, reasonRateLimited, reasonSeriesLimit, relabel.ReasonAllowlist, relabel.ReasonRelabel} {
 		m.discarded.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -39,12 +39,37 @@ type Settings struct {
 	ClusterLabel string
 	Limits       config.Limits            // for tenants without their own
 	TenantLimits map[string]config.Limits // by tenant ID
+	// Pipelines holds each tenant's allowlist, relabel rules and
+	// anonymized labels; a tenant without any has none.
+	Pipelines map[string]*relabel.Pipeline
 }
+
+// anonymizerCacheSize is how many anonymized values are remembered.
+const anonymizerCacheSize = 1 << 17
 
 // NewSettings derives the write path's settings from a configuration file.
 func NewSettings(f *config.File) (*Settings, error) {
 	creds := make([]auth.Credential, 0, len(f.Tenants))
-	s := &Settings{ClusterLabel: f.ClusterLabel, Limits: f.Limits, TenantLimits: make(map[string]config.Limits, len(f.Tenants))}
+	s := &Settings{ClusterLabel: f.ClusterLabel, Limits: f.Limits, TenantLimits: make(map[string]config.Limits, len(f.Tenants)),
+		Pipelines: make(map[string]*relabel.Pipeline)}
+	var anon *relabel.Anonymizer
+	if len(f.Anonymize.Secret) > 0 {
+		var err error
+		if anon, err = relabel.NewAnonymizer(f.Anonymize.Secret, anonymizerCacheSize); err != nil {
+			return nil, err
+		}
+	}
+	for i := range f.Tenants {
+		t := &f.Tenants[i]
+		rules := slices.Concat(f.RelabelConfigs, t.RelabelConfigs)
+		p, err := relabel.NewPipeline(f.Allowlist, rules, f.AnonymizedLabels(t), anon)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %q: %w", t.ID, err)
+		}
+		if p != nil {
+			s.Pipelines[t.ID] = p
+		}
+	}
 	for _, t := range f.Tenants {
 		c := auth.CredentialFromToken(t.ID, t.Token)
 		if t.TokenSHA256 != "" {
@@ -125,6 +150,7 @@ type writeState struct {
 	raw     []byte
 	req     remotewrite.Request
 	scratch []remotewrite.Label
+	relabel relabel.State
 	packed  []byte
 	samples []head.Sample
 	ends    []seriesEnd
@@ -410,6 +436,7 @@ func (h *WriteHandler) countDiscarded(ten *tenantState, st *writeState) {
 func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim *config.Limits) (received, overwrites int) {
 	maxT := h.opts.Now().UnixMilli() + maxFuture
 	st.batch.Tenant = tenant
+	pipe := set.Pipelines[tenant]
 	for i := range st.req.Series {
 		s := &st.req.Series[i]
 		received += len(s.Samples) + s.Histograms
@@ -420,22 +447,37 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			continue
 		}
 
-		ls := st.scratch[:0]
+		// The client's cluster label is gone before any rule sees it. Room
+		// is kept for the stamp, which comes last.
+		ls := slices.Grow(st.scratch[:0], len(s.Labels)+1)
+		st.scratch = ls
 		for _, l := range s.Labels {
-			if l.Value != "" || l.Name == "" { // an empty value is an absent label
+			switch {
+			case l.Name == set.ClusterLabel:
+				if l.Value != tenant {
+					overwrites++
+				}
+			case l.Value != "" || l.Name == "": // an empty value is an absent label
 				ls = append(ls, l)
 			}
 		}
-		ls, overwritten := relabel.StampCluster(ls, set.ClusterLabel, tenant)
-		if overwritten {
-			overwrites++
-		}
-		st.scratch = ls
 		// Counted before sorting: sorting is quadratic for a hostile order.
-		if len(ls) > lim.MaxLabelsPerSeries {
-			st.reject(reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls), lim.MaxLabelsPerSeries), len(s.Samples), s.Labels)
+		if len(ls)+1 > lim.MaxLabelsPerSeries {
+			st.reject(reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls)+1, lim.MaxLabelsPerSeries), len(s.Samples), s.Labels)
 			continue
 		}
+		if pipe != nil {
+			var dropped string
+			if ls, dropped = pipe.Apply(ls, &st.relabel); dropped != "" {
+				st.discard(dropped, len(s.Samples))
+				continue
+			}
+			if len(ls)+1 > lim.MaxLabelsPerSeries {
+				st.reject(reasonTooManyLabels, fmt.Sprintf("%d labels after relabeling, more than the limit of %d", len(ls)+1, lim.MaxLabelsPerSeries), len(s.Samples), s.Labels)
+				continue
+			}
+		}
+		ls, _ = relabel.StampCluster(ls, set.ClusterLabel, tenant) // last: nothing can forge it
 		sortLabels(ls)
 		mark := len(st.packed)
 		var reason, msg string

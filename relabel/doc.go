@@ -1,10 +1,15 @@
-// Package relabel shapes series on their way in: it stamps the cluster label
-// so that no cluster can write as another.
+// Package relabel shapes series on their way in: the allowlist, Prometheus
+// relabel_configs, anonymization of chosen label values, and stamping the
+// cluster label.
 //
-// The order of the pipeline is fixed: everything a tenant's configuration
-// may change happens first, stamping happens last, so no rule and no client
-// value can remove or forge the cluster label.
+// The order is fixed: allowlist, global relabel_configs, the tenant's
+// relabel_configs, anonymization, then stamping last, so that no rule and
+// no client value can remove or forge the cluster label. A Pipeline is
+// compiled once per configuration (selectors parsed, regexes compiled at
+// load) and is immutable and safe for concurrent use; per-request scratch
+// lives in a State the caller owns.
 //
-// Functions here work in place on caller-owned label slices and never keep
-// them; they allocate nothing.
+// Functions here work on caller-owned label slices and never keep them;
+// they allocate only what a rule creates (a replaced value) and, on a cache
+// miss, an anonymized value and its key.
 package relabel

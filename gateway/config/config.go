@@ -8,10 +8,13 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 )
 
@@ -27,12 +30,25 @@ type File struct {
 	Storage      Storage  `yaml:"storage"`
 	Ring         Ring     `yaml:"ring"`
 
-	// Allowlist, RelabelConfigs and Anonymize are part of the file format
-	// but not yet applied; Validate refuses a file that sets them rather
-	// than ignore them silently.
-	Allowlist      []string  `yaml:"allowlist"`
-	RelabelConfigs []any     `yaml:"relabel_configs"`
-	Anonymize      yaml.Node `yaml:"anonymize"`
+	// Allowlist holds series selectors: a series is kept if any matches;
+	// empty keeps everything.
+	Allowlist []string `yaml:"allowlist"`
+	// RelabelConfigs apply to every tenant, before the tenant's own.
+	RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
+	Anonymize      Anonymize         `yaml:"anonymize"`
+}
+
+// Anonymize names labels whose values are replaced by a keyed hash.
+type Anonymize struct {
+	Labels     []string `yaml:"labels"`
+	SecretFile string   `yaml:"secret_file"`
+	// Secret is the content of SecretFile, read by Load.
+	Secret []byte `yaml:"-"`
+}
+
+// TenantAnonymize overrides, for one tenant, which labels are anonymized.
+type TenantAnonymize struct {
+	Labels []string `yaml:"labels"`
 }
 
 // Tenant is one cluster allowed to push. Exactly one of Token and
@@ -46,6 +62,19 @@ type Tenant struct {
 	// merges it over the global limits into Limits.
 	LimitsOverride yaml.Node `yaml:"limits"`
 	Limits         Limits    `yaml:"-"`
+
+	// RelabelConfigs apply after the global ones, to this tenant only.
+	RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
+	// Anonymize, when set, replaces the global list of anonymized labels.
+	Anonymize *TenantAnonymize `yaml:"anonymize"`
+}
+
+// AnonymizedLabels returns the labels anonymized for tenant t.
+func (f *File) AnonymizedLabels(t *Tenant) []string {
+	if t.Anonymize != nil {
+		return t.Anonymize.Labels
+	}
+	return f.Anonymize.Labels
 }
 
 // Limits bounds what one tenant may send.
@@ -121,7 +150,40 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := f.loadSecret(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	return f, nil
+}
+
+// loadSecret reads anonymize.secret_file (relative to dir) when any label
+// is to be anonymized. A missing or empty secret is an error: hashing with
+// no key would make the values guessable.
+func (f *File) loadSecret(dir string) error {
+	needed := len(f.Anonymize.Labels) > 0
+	for i := range f.Tenants {
+		needed = needed || len(f.AnonymizedLabels(&f.Tenants[i])) > 0
+	}
+	if !needed {
+		return nil
+	}
+	if f.Anonymize.SecretFile == "" {
+		return errors.New("anonymize: secret_file is required to anonymize labels")
+	}
+	path := f.Anonymize.SecretFile
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("anonymize: secret_file: %w", err)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return fmt.Errorf("anonymize: secret_file %s is empty", path)
+	}
+	f.Anonymize.Secret = b
+	return nil
 }
 
 // Parse parses and validates configuration YAML.
@@ -196,21 +258,78 @@ func (f *File) Validate() error {
 	if err := f.Ring.Validate(); err != nil {
 		return fmt.Errorf("ring: %w", err)
 	}
-	if len(f.Allowlist) > 0 {
-		return errors.New("allowlist: not supported by this version of fedgate")
+	for i, sel := range f.Allowlist {
+		if err := ValidateSelector(sel); err != nil {
+			return fmt.Errorf("allowlist[%d]: %w", i, err)
+		}
 	}
-	if len(f.RelabelConfigs) > 0 {
-		return errors.New("relabel_configs: not supported by this version of fedgate")
+	if err := validateRelabel(f.RelabelConfigs); err != nil {
+		return fmt.Errorf("relabel_configs: %w", err)
 	}
-	if f.Anonymize.Kind != 0 && !isEmptyNode(&f.Anonymize) {
-		return errors.New("anonymize: not supported by this version of fedgate")
+	if err := f.validateAnonymized(f.Anonymize.Labels); err != nil {
+		return fmt.Errorf("anonymize: %w", err)
+	}
+	for i := range f.Tenants {
+		t := &f.Tenants[i]
+		if err := validateRelabel(t.RelabelConfigs); err != nil {
+			return fmt.Errorf("tenant %q: relabel_configs: %w", t.ID, err)
+		}
+		if t.Anonymize != nil {
+			if err := f.validateAnonymized(t.Anonymize.Labels); err != nil {
+				return fmt.Errorf("tenant %q: anonymize: %w", t.ID, err)
+			}
+		}
 	}
 	return nil
 }
 
-func isEmptyNode(n *yaml.Node) bool {
-	return (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && len(n.Content) == 0 ||
-		n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+// ValidateSelector checks a series selector as the allowlist and /federate
+// take it: PromQL syntax, and at least one matcher that does not match the
+// empty string.
+func ValidateSelector(sel string) error {
+	ms, err := parser.ParseMetricSelector(sel)
+	if err != nil {
+		return fmt.Errorf("bad selector %q: %w", sel, err)
+	}
+	for _, m := range ms {
+		if !m.Matches("") {
+			return nil
+		}
+	}
+	return fmt.Errorf("bad selector %q: it must contain at least one non-empty matcher", sel)
+}
+
+// validateRelabel checks what Prometheus' own validation lets through but
+// fedgate cannot store: label names outside [a-zA-Z_][a-zA-Z0-9_]* as
+// targets of a rule.
+func validateRelabel(cfgs []*relabel.Config) error {
+	for i, c := range cfgs {
+		if c == nil {
+			return fmt.Errorf("[%d]: empty rule", i)
+		}
+		target := c.TargetLabel
+		if c.Action == relabel.LabelMap {
+			target = c.Replacement
+		}
+		if target != "" && !strings.Contains(target, "$") && !model.LabelName(target).IsValidLegacy() {
+			return fmt.Errorf("[%d]: %q is not a valid label name", i, target)
+		}
+	}
+	return nil
+}
+
+func (f *File) validateAnonymized(names []string) error {
+	for _, n := range names {
+		switch {
+		case !model.LabelName(n).IsValidLegacy():
+			return fmt.Errorf("%q is not a valid label name", n)
+		case n == model.MetricNameLabel:
+			return errors.New("the metric name cannot be anonymized")
+		case n == f.ClusterLabel:
+			return fmt.Errorf("%q is the cluster label, stamped after anonymization", n)
+		}
+	}
+	return nil
 }
 
 // Validate checks a tenant's identity and credentials.

@@ -53,9 +53,15 @@ func TestParseRefuses(t *testing.T) {
 		"self not a member":       "ring: {self: gw-1, members: [{name: gw-0, url: 'http://127.0.0.1:9096'}]}",
 		"relative member url":     "ring: {self: gw-0, members: [{name: gw-0, url: '127.0.0.1:9096'}]}",
 		"two members":             "ring: {self: gw-0, members: [{name: gw-0, url: 'http://a:1'}, {name: gw-1, url: 'http://b:1'}]}",
-		"allowlist not supported": "allowlist: ['up']",
-		"relabel not supported":   "relabel_configs: [{action: drop}]",
-		"anonymize not supported": "anonymize: {labels: [pod]}",
+		"bad allowlist selector":  "allowlist: ['up{']",
+		"match-all selector":      "allowlist: ['{job=~\".*\"}']",
+		"unknown relabel action":  "relabel_configs: [{action: explode}]",
+		"relabel without target":  "relabel_configs: [{action: replace, source_labels: [a]}]",
+		"relabel UTF-8 target":    "relabel_configs: [{action: replace, target_label: 'a-b', replacement: x}]",
+		"tenant relabel invalid":  "tenants: [{id: a, token: t, relabel_configs: [{action: hashmod, target_label: x}]}]",
+		"anonymize metric name":   "anonymize: {labels: [__name__]}",
+		"anonymize cluster label": "anonymize: {labels: [cluster_id]}",
+		"tenant anonymize bad":    "tenants: [{id: a, token: t, anonymize: {labels: ['a b']}}]",
 		"not yaml":                "tenants: [",
 	}
 	for name, y := range cases {
@@ -84,5 +90,67 @@ func TestLoadExample(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yml")); err == nil {
 		t.Fatal("a missing file loaded")
+	}
+}
+
+func TestAnonymizeSecret(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("anon.key", "s3cret\n")
+	write("empty.key", "\n")
+	cases := []struct {
+		name, yml string
+		ok        bool
+	}{
+		{"relative secret file", "anonymize: {labels: [pod], secret_file: anon.key}", true},
+		{"tenant-only labels need it too", "anonymize: {secret_file: anon.key}\ntenants: [{id: a, token: t, anonymize: {labels: [pod]}}]", true},
+		{"no labels, no secret needed", "anonymize: {labels: []}", true},
+		{"missing secret_file", "anonymize: {labels: [pod]}", false},
+		{"tenant labels without secret", "tenants: [{id: a, token: t, anonymize: {labels: [pod]}}]", false},
+		{"secret file absent", "anonymize: {labels: [pod], secret_file: nope.key}", false},
+		{"empty secret", "anonymize: {labels: [pod], secret_file: empty.key}", false},
+	}
+	for _, c := range cases {
+		f, err := Load(write("fedgate.yml", c.yml))
+		if (err == nil) != c.ok {
+			t.Errorf("%s: Load error = %v, want ok=%v", c.name, err, c.ok)
+			continue
+		}
+		if c.ok && len(f.Anonymize.Labels)+len(f.Tenants) > 0 && f.Anonymize.SecretFile != "" && string(f.Anonymize.Secret) != "s3cret" {
+			t.Errorf("%s: secret = %q, want the file's content without its newline", c.name, f.Anonymize.Secret)
+		}
+	}
+}
+
+func TestRelabelConfigsParse(t *testing.T) {
+	f, err := Parse([]byte(`
+relabel_configs:
+  - {action: labeldrop, regex: version}
+tenants:
+  - id: a
+    token: t
+    relabel_configs:
+      - {source_labels: [job], regex: 'node', target_label: team, replacement: infra}
+    anonymize: {labels: [instance]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.RelabelConfigs) != 1 || !f.RelabelConfigs[0].Regex.MatchString("version") || f.RelabelConfigs[0].Regex.MatchString("versions") {
+		t.Fatalf("global rule not parsed with Prometheus' defaults: %+v", f.RelabelConfigs)
+	}
+	r := f.Tenants[0].RelabelConfigs[0]
+	if r.Action != "replace" || r.Separator != ";" || r.TargetLabel != "team" {
+		t.Fatalf("tenant rule = %+v", r)
+	}
+	if got := f.AnonymizedLabels(&f.Tenants[0]); len(got) != 1 || got[0] != "instance" {
+		t.Fatalf("tenant anonymized labels = %v", got)
 	}
 }

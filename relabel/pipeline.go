@@ -1,0 +1,126 @@
+package relabel
+
+import (
+	"slices"
+
+	"github.com/prometheus/prometheus/model/labels"
+	promrelabel "github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/fedgate/fedgate/gateway/remotewrite"
+)
+
+// Reasons a pipeline drops a series; values of the reason label of
+// fedgate_discarded_samples_total.
+const (
+	ReasonAllowlist = "allowlist"
+	ReasonRelabel   = "relabel"
+)
+
+// Pipeline is one tenant's compiled allowlist, relabel rules and
+// anonymized labels.
+type Pipeline struct {
+	allow     [][]*labels.Matcher // a series is kept if any set matches
+	rules     []*promrelabel.Config
+	anon      *Anonymizer
+	anonNames []string
+}
+
+// NewPipeline compiles a pipeline. rules are applied in order (the global
+// ones first); anonymize lists the labels whose values anon replaces. It
+// returns nil when there is nothing to do.
+func NewPipeline(allowlist []string, rules []*promrelabel.Config, anonymize []string, anon *Anonymizer) (*Pipeline, error) {
+	p := &Pipeline{rules: rules, anon: anon, anonNames: anonymize}
+	for _, sel := range allowlist {
+		ms, err := parser.ParseMetricSelector(sel)
+		if err != nil {
+			return nil, err
+		}
+		p.allow = append(p.allow, ms)
+	}
+	if len(p.anonNames) > 0 && anon == nil {
+		return nil, errNoAnonymizer
+	}
+	if len(p.allow) == 0 && len(p.rules) == 0 && len(p.anonNames) == 0 {
+		return nil, nil
+	}
+	return p, nil
+}
+
+type pipelineError string
+
+func (e pipelineError) Error() string { return string(e) }
+
+const errNoAnonymizer pipelineError = "labels to anonymize but no anonymizer (secret)"
+
+// State is a caller's per-request scratch for Apply; the zero value is
+// ready.
+type State struct {
+	lb  *labels.Builder
+	out []remotewrite.Label
+}
+
+// Apply runs the pipeline on ls, which it may change in place. It returns
+// the resulting labels (ls itself or a slice of st, with room for one more
+// label) or, when the series is to be dropped, why.
+func (p *Pipeline) Apply(ls []remotewrite.Label, st *State) ([]remotewrite.Label, string) {
+	if len(p.allow) > 0 && !p.allowed(ls) {
+		return nil, ReasonAllowlist
+	}
+	if len(p.rules) > 0 {
+		if st.lb == nil {
+			st.lb = labels.NewBuilder(labels.EmptyLabels())
+		}
+		st.lb.Reset(labels.EmptyLabels())
+		for _, l := range ls {
+			st.lb.Set(l.Name, l.Value)
+		}
+		if !promrelabel.ProcessBuilder(st.lb, p.rules...) {
+			return nil, ReasonRelabel
+		}
+		out := slices.Grow(st.out[:0], len(ls)+4)
+		hasName := false
+		st.lb.Range(func(l labels.Label) {
+			out = append(out, remotewrite.Label{Name: l.Name, Value: l.Value})
+			hasName = hasName || l.Name == labels.MetricName
+		})
+		st.out = out
+		if !hasName {
+			return nil, ReasonRelabel
+		}
+		ls = out
+	}
+	if len(p.anonNames) > 0 {
+		for i := range ls {
+			if slices.Contains(p.anonNames, ls[i].Name) {
+				ls[i].Value = p.anon.Value(ls[i].Value)
+			}
+		}
+	}
+	return ls, ""
+}
+
+func (p *Pipeline) allowed(ls []remotewrite.Label) bool {
+	for _, ms := range p.allow {
+		if matchesAll(ms, ls) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchesAll(ms []*labels.Matcher, ls []remotewrite.Label) bool {
+	for _, m := range ms {
+		v := ""
+		for _, l := range ls {
+			if l.Name == m.Name {
+				v = l.Value
+				break
+			}
+		}
+		if !m.Matches(v) {
+			return false
+		}
+	}
+	return true
+}
