@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -32,14 +33,14 @@ tenants:
     anonymize: {labels: [pod]}
 `
 
-func newPipelineHandler(t *testing.T) (*WriteHandler, *head.Head, *relabel.Anonymizer) {
+func newPipelineHandler(t *testing.T, cacheSize int) (*WriteHandler, *head.Head, *relabel.Anonymizer) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "anon.key"), []byte("k3y\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "fedgate.yml")
-	if err := os.WriteFile(path, []byte(pipelineConfig), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("relabel_cache_size: %d\n%s", cacheSize, pipelineConfig)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f, err := config.Load(path)
@@ -56,42 +57,51 @@ func newPipelineHandler(t *testing.T) (*WriteHandler, *head.Head, *relabel.Anony
 	return NewWriteHandler(s, hd, WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), hd, anon
 }
 
+// TestPipelineInTheWritePath pushes the same series several times, with
+// the memo on (later pushes are memo hits) and off: the result must be the
+// same every time.
 func TestPipelineInTheWritePath(t *testing.T) {
-	h, hd, anon := newPipelineHandler(t)
-	now := testNow.UnixMilli()
-	body := encode(t,
-		series(1, now, "__name__", "up", "instance", "10.0.0.1:9100", "job", "node", "cluster_id", "cluster-c"),
-		series(2, now, "__name__", "node_load1", "instance", "10.0.0.1:9100", "version", "1.2"),
-		series(3, now, "__name__", "go_goroutines", "instance", "10.0.0.1:9100"), // not allowed
-	)
-	if w := (post{body: body, token: "token-a"}).do(h); w.Code != 204 {
-		t.Fatalf("got %d %s", w.Code, w.Body)
-	}
-	inst := anon.Value("10.0.0.1:9100")
-	for _, want := range [][]string{
-		{"__name__", "up", "cluster_id", "cluster-a", "env", "prod", "instance", inst, "job", "node"},
-		{"__name__", "node_load1", "cluster_id", "cluster-a", "env", "prod", "instance", inst},
-	} {
-		if _, _, ok := held(hd, want...); !ok {
-			t.Errorf("not held: %v", want)
-		}
-	}
-	if hd.NumSeries() != 2 {
-		t.Fatalf("%d series held, want 2", hd.NumSeries())
-	}
-	if got := testutil.ToFloat64(h.metrics.discarded.WithLabelValues(relabel.ReasonAllowlist)); got != 1 {
-		t.Errorf("discarded{allowlist} = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(h.metrics.overwrites); got != 1 {
-		t.Errorf("overwrites = %v, want 1 (the client's value, not the rule's)", got)
-	}
-
-	// cluster-b: its own anonymized labels replace the global list.
-	body = encode(t, series(1, now, "__name__", "up", "instance", "i:1", "pod", "p-1"))
-	if w := (post{body: body, token: "token-b"}).do(h); w.Code != 204 {
-		t.Fatalf("got %d %s", w.Code, w.Body)
-	}
-	if _, _, ok := held(hd, "__name__", "up", "cluster_id", "cluster-b", "instance", "i:1", "pod", anon.Value("p-1")); !ok {
-		t.Error("cluster-b's series not held with only pod anonymized")
+	for _, cacheSize := range []int{0, 1024} {
+		t.Run(fmt.Sprintf("relabel_cache_size=%d", cacheSize), func(t *testing.T) {
+			h, hd, anon := newPipelineHandler(t, cacheSize)
+			inst := anon.Value("10.0.0.1:9100")
+			for round := range 3 {
+				now := testNow.UnixMilli() + int64(round)
+				body := encode(t,
+					series(1, now, "__name__", "up", "instance", "10.0.0.1:9100", "job", "node", "cluster_id", "cluster-c"),
+					series(2, now, "__name__", "node_load1", "instance", "10.0.0.1:9100", "version", "1.2"),
+					series(3, now, "__name__", "go_goroutines", "instance", "10.0.0.1:9100"), // not allowed
+				)
+				if w := (post{body: body, token: "token-a"}).do(h); w.Code != 204 {
+					t.Fatalf("round %d: got %d %s", round, w.Code, w.Body)
+				}
+				for _, want := range [][]string{
+					{"__name__", "up", "cluster_id", "cluster-a", "env", "prod", "instance", inst, "job", "node"},
+					{"__name__", "node_load1", "cluster_id", "cluster-a", "env", "prod", "instance", inst},
+				} {
+					if _, ts, ok := held(hd, want...); !ok || ts != now {
+						t.Errorf("round %d: not held at %d: %v", round, now, want)
+					}
+				}
+				if hd.NumSeries() != 2 {
+					t.Fatalf("round %d: %d series held, want 2", round, hd.NumSeries())
+				}
+				if got := testutil.ToFloat64(h.metrics.discarded.WithLabelValues(relabel.ReasonAllowlist)); got != float64(round+1) {
+					t.Errorf("round %d: discarded{allowlist} = %v", round, got)
+				}
+				if got := testutil.ToFloat64(h.metrics.overwrites); got != float64(round+1) {
+					t.Errorf("round %d: overwrites = %v (the client's value counts, not the rule's)", round, got)
+				}
+			}
+			// cluster-b: its own anonymized labels replace the global list; the
+			// same input under another tenant is another memo entry.
+			body := encode(t, series(1, testNow.UnixMilli(), "__name__", "up", "instance", "10.0.0.1:9100", "job", "node", "pod", "p-1"))
+			if w := (post{body: body, token: "token-b"}).do(h); w.Code != 204 {
+				t.Fatalf("got %d %s", w.Code, w.Body)
+			}
+			if _, _, ok := held(hd, "__name__", "up", "cluster_id", "cluster-b", "instance", "10.0.0.1:9100", "job", "node", "pod", anon.Value("p-1")); !ok {
+				t.Error("cluster-b's series not held with only pod anonymized")
+			}
+		})
 	}
 }

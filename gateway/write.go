@@ -59,10 +59,17 @@ func NewSettings(f *config.File) (*Settings, error) {
 			return nil, err
 		}
 	}
+	var memo *relabel.Memo
+	if f.RelabelCacheSize > 0 {
+		var err error
+		if memo, err = relabel.NewMemo(f.RelabelCacheSize); err != nil {
+			return nil, err
+		}
+	}
 	for i := range f.Tenants {
 		t := &f.Tenants[i]
 		rules := slices.Concat(f.RelabelConfigs, t.RelabelConfigs)
-		p, err := relabel.NewPipeline(f.Allowlist, rules, f.AnonymizedLabels(t), anon)
+		p, err := relabel.NewPipeline(t.ID, f.Allowlist, rules, f.AnonymizedLabels(t), anon, memo)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %q: %w", t.ID, err)
 		}
@@ -371,6 +378,27 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 	return ten, nil
 }
 
+// appendSamples adds the samples of s that are not too far in the future
+// to the batch under the labels packed at st.packed[mark:]; a series left
+// without samples is taken back out.
+func (h *WriteHandler) appendSamples(st *writeState, s *remotewrite.Series, maxT int64, mark int) {
+	kept := len(st.samples)
+	for _, smp := range s.Samples {
+		if smp.Timestamp > maxT {
+			continue
+		}
+		st.samples = append(st.samples, head.Sample{T: smp.Timestamp, V: smp.Value})
+	}
+	if future := len(s.Samples) - (len(st.samples) - kept); future > 0 {
+		st.reject(reasonTooFarInFuture, fmt.Sprintf("%d samples more than 10m in the future", future), future, s.Labels)
+		if len(st.samples) == kept {
+			st.packed = st.packed[:mark]
+			return
+		}
+	}
+	st.ends = append(st.ends, seriesEnd{packed: len(st.packed), samples: len(st.samples)})
+}
+
 // readBody reads r into dst, growing it by doubling but never past
 // limit+1 bytes, and trusting Content-Length only up to 1 MiB: a slow,
 // lying or oversized client costs at most about twice the limit.
@@ -466,9 +494,28 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			st.reject(reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls)+1, lim.MaxLabelsPerSeries), len(s.Samples), s.Labels)
 			continue
 		}
+		var memo *relabel.Memo
+		var memoKey []byte
 		if pipe != nil {
+			sortLabels(ls) // a canonical input for the pipeline's memo
+			if memo = pipe.Memo(); memo != nil {
+				memoKey = pipe.Key(ls, &st.relabel)
+				if e, ok := memo.Lookup(memoKey); ok {
+					if e.Dropped != "" {
+						st.discard(e.Dropped, len(s.Samples))
+						continue
+					}
+					mark := len(st.packed)
+					st.packed = append(st.packed, e.Packed...)
+					h.appendSamples(st, s, maxT, mark)
+					continue
+				}
+			}
 			var dropped string
 			if ls, dropped = pipe.Apply(ls, &st.relabel); dropped != "" {
+				if memo != nil {
+					memo.Store(memoKey, nil, dropped)
+				}
 				st.discard(dropped, len(s.Samples))
 				continue
 			}
@@ -485,24 +532,11 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			st.reject(reason, msg, len(s.Samples), s.Labels)
 			continue
 		}
-
-		kept := len(st.samples)
-		for _, smp := range s.Samples {
-			if smp.Timestamp > maxT {
-				continue
-			}
-			st.samples = append(st.samples, head.Sample{T: smp.Timestamp, V: smp.Value})
+		if memo != nil {
+			memo.Store(memoKey, st.packed[mark:], "")
 		}
-		if future := len(s.Samples) - (len(st.samples) - kept); future > 0 {
-			st.reject(reasonTooFarInFuture, fmt.Sprintf("%d samples more than 10m in the future", future), future, s.Labels)
-			if len(st.samples) == kept {
-				st.packed = st.packed[:mark]
-				continue
-			}
-		}
-		st.ends = append(st.ends, seriesEnd{packed: len(st.packed), samples: len(st.samples)})
+		h.appendSamples(st, s, maxT, mark)
 	}
-
 	var prev seriesEnd
 	for _, e := range st.ends {
 		st.batch.Series = append(st.batch.Series, head.BatchSeries{

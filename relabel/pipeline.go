@@ -20,17 +20,20 @@ const (
 // Pipeline is one tenant's compiled allowlist, relabel rules and
 // anonymized labels.
 type Pipeline struct {
+	tenant    string
 	allow     [][]*labels.Matcher // a series is kept if any set matches
 	rules     []*promrelabel.Config
 	anon      *Anonymizer
 	anonNames []string
+	memo      *Memo // may be nil
 }
 
-// NewPipeline compiles a pipeline. rules are applied in order (the global
-// ones first); anonymize lists the labels whose values anon replaces. It
-// returns nil when there is nothing to do.
-func NewPipeline(allowlist []string, rules []*promrelabel.Config, anonymize []string, anon *Anonymizer) (*Pipeline, error) {
-	p := &Pipeline{rules: rules, anon: anon, anonNames: anonymize}
+// NewPipeline compiles tenant's pipeline. rules are applied in order (the
+// global ones first); anonymize lists the labels whose values anon
+// replaces; memo, if not nil, remembers results. It returns nil when there
+// is nothing to do.
+func NewPipeline(tenant string, allowlist []string, rules []*promrelabel.Config, anonymize []string, anon *Anonymizer, memo *Memo) (*Pipeline, error) {
+	p := &Pipeline{tenant: tenant, rules: rules, anon: anon, anonNames: anonymize, memo: memo}
 	for _, sel := range allowlist {
 		ms, err := parser.ParseMetricSelector(sel)
 		if err != nil {
@@ -58,7 +61,14 @@ const errNoAnonymizer pipelineError = "labels to anonymize but no anonymizer (se
 type State struct {
 	lb  *labels.Builder
 	out []remotewrite.Label
+	key []byte
 }
+
+// Memo returns the pipeline's memo, or nil. The caller looks a series up
+// there first (Key, Lookup) and stores what became of it (Store): the memo
+// holds final results, after stamping and validation, which are the
+// caller's.
+func (p *Pipeline) Memo() *Memo { return p.memo }
 
 // Apply runs the pipeline on ls, which it may change in place. It returns
 // the resulting labels (ls itself or a slice of st, with room for one more

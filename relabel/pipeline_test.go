@@ -73,7 +73,7 @@ func TestRelabelMatchesPrometheus(t *testing.T) {
 			if keep && want.Get(labels.MetricName) == "" {
 				keep = false // fedgate drops a series without a name, and says so
 			}
-			p, err := NewPipeline(nil, cfgs, nil, nil)
+			p, err := NewPipeline("t", nil, cfgs, nil, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,7 +97,7 @@ func TestRelabelMatchesPrometheus(t *testing.T) {
 }
 
 func TestAllowlist(t *testing.T) {
-	p, err := NewPipeline([]string{`{__name__=~"up|node_.*"}`, `http_requests_total{code=~"5.."}`, `{job="special"}`}, nil, nil, nil)
+	p, err := NewPipeline("t", []string{`{__name__=~"up|node_.*"}`, `http_requests_total{code=~"5.."}`, `{job="special"}`}, nil, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestAllowlist(t *testing.T) {
 			t.Errorf("%v: dropped %q, want keep=%v", c.ls, dropped, c.keep)
 		}
 	}
-	if p, _ := NewPipeline(nil, nil, nil, nil); p != nil {
+	if p, _ := NewPipeline("t", nil, nil, nil, nil, nil); p != nil {
 		t.Error("an empty pipeline should be nil: nothing to do")
 	}
 }
@@ -164,7 +164,7 @@ func TestPipelineOrder(t *testing.T) {
 	// The rule copies instance into host; anonymization comes after
 	// relabeling, so both end up hashed only if both are listed.
 	cfgs := rules(t, `[{source_labels: [instance], target_label: host}]`)
-	p, err := NewPipeline([]string{`up`}, cfgs, []string{"instance"}, anon)
+	p, err := NewPipeline("t", []string{`up`}, cfgs, []string{"instance"}, anon, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,5 +178,34 @@ func TestPipelineOrder(t *testing.T) {
 	}
 	if cap(got) <= len(got) {
 		t.Fatal("no room left for the cluster label stamp")
+	}
+}
+
+func TestMemo(t *testing.T) {
+	m, err := NewMemo(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := NewPipeline("a", []string{"up"}, nil, nil, nil, m)
+	b, _ := NewPipeline("b", []string{"up"}, nil, nil, nil, m)
+	ls := toLabels("__name__", "up", "job", "x")
+	var sa, sb State
+	ka, kb := a.Key(ls, &sa), b.Key(ls, &sb)
+	if string(ka) == string(kb) {
+		t.Fatal("two tenants' keys for the same labels are equal")
+	}
+	packed := []byte("final-labels")
+	m.Store(ka, packed, "")
+	copy(packed, "XXXXX") // the caller's buffers are reused...
+	ka[len(ka)-1] ^= 0xff // ...and so is the key buffer
+	ka = a.Key(ls, &sa)
+	if e, ok := m.Lookup(ka); !ok || e.Packed != "final-labels" || e.Dropped != "" {
+		t.Fatalf("Lookup = %+v, %v: the memo kept aliases of the caller's buffers", e, ok)
+	}
+	if _, ok := m.Lookup(kb); ok {
+		t.Fatal("tenant b found tenant a's entry")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { m.Lookup(a.Key(ls, &sa)) }); allocs != 0 {
+		t.Fatalf("a memo hit allocated %v times", allocs)
 	}
 }

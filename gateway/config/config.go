@@ -36,6 +36,10 @@ type File struct {
 	// RelabelConfigs apply to every tenant, before the tenant's own.
 	RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
 	Anonymize      Anonymize         `yaml:"anonymize"`
+	// RelabelCacheSize is how many series' pipeline results (allowlist,
+	// relabel, anonymize) are remembered, so that the rules run once per
+	// series rather than once per sample; 0 turns the cache off.
+	RelabelCacheSize int `yaml:"relabel_cache_size"`
 }
 
 // Anonymize names labels whose values are replaced by a keyed hash.
@@ -134,9 +138,10 @@ func DefaultLimits() Limits {
 // Default returns a File with every default filled in and no tenants.
 func Default() File {
 	return File{
-		ClusterLabel: DefaultClusterLabel,
-		Limits:       DefaultLimits(),
-		Storage:      Storage{Retention: model.Duration(10 * time.Minute), CheckpointInterval: model.Duration(time.Minute)},
+		ClusterLabel:     DefaultClusterLabel,
+		Limits:           DefaultLimits(),
+		RelabelCacheSize: 1 << 16,
+		Storage:          Storage{Retention: model.Duration(10 * time.Minute), CheckpointInterval: model.Duration(time.Minute)},
 	}
 }
 
@@ -265,6 +270,9 @@ func (f *File) Validate() error {
 	}
 	if err := validateRelabel(f.RelabelConfigs); err != nil {
 		return fmt.Errorf("relabel_configs: %w", err)
+	}
+	if f.RelabelCacheSize < 0 {
+		return errors.New("relabel_cache_size must not be negative")
 	}
 	if err := f.validateAnonymized(f.Anonymize.Labels); err != nil {
 		return fmt.Errorf("anonymize: %w", err)
