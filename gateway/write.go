@@ -464,7 +464,6 @@ func (h *WriteHandler) countDiscarded(ten *tenantState, st *writeState) {
 func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim *config.Limits) (received, overwrites int) {
 	maxT := h.opts.Now().UnixMilli() + maxFuture
 	st.batch.Tenant = tenant
-	pipe := set.Pipelines[tenant]
 	for i := range st.req.Series {
 		s := &st.req.Series[i]
 		received += len(s.Samples) + s.Histograms
@@ -474,68 +473,19 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 		if len(s.Samples) == 0 {
 			continue
 		}
-
-		// The client's cluster label is gone before any rule sees it. Room
-		// is kept for the stamp, which comes last.
-		ls := slices.Grow(st.scratch[:0], len(s.Labels)+1)
-		st.scratch = ls
-		for _, l := range s.Labels {
-			switch {
-			case l.Name == set.ClusterLabel:
-				if l.Value != tenant {
-					overwrites++
-				}
-			case l.Value != "" || l.Name == "": // an empty value is an absent label
-				ls = append(ls, l)
-			}
-		}
-		// Counted before sorting: sorting is quadratic for a hostile order.
-		if len(ls)+1 > lim.MaxLabelsPerSeries {
-			st.reject(reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls)+1, lim.MaxLabelsPerSeries), len(s.Samples), s.Labels)
-			continue
-		}
-		var memo *relabel.Memo
-		var memoKey []byte
-		if pipe != nil {
-			sortLabels(ls) // a canonical input for the pipeline's memo
-			if memo = pipe.Memo(); memo != nil {
-				memoKey = pipe.Key(ls, &st.relabel)
-				if e, ok := memo.Lookup(memoKey); ok {
-					if e.Dropped != "" {
-						st.discard(e.Dropped, len(s.Samples))
-						continue
-					}
-					mark := len(st.packed)
-					st.packed = append(st.packed, e.Packed...)
-					h.appendSamples(st, s, maxT, mark)
-					continue
-				}
-			}
-			var dropped string
-			if ls, dropped = pipe.Apply(ls, &st.relabel); dropped != "" {
-				if memo != nil {
-					memo.Store(memoKey, nil, dropped)
-				}
-				st.discard(dropped, len(s.Samples))
-				continue
-			}
-			if len(ls)+1 > lim.MaxLabelsPerSeries {
-				st.reject(reasonTooManyLabels, fmt.Sprintf("%d labels after relabeling, more than the limit of %d", len(ls)+1, lim.MaxLabelsPerSeries), len(s.Samples), s.Labels)
-				continue
-			}
-		}
-		ls, _ = relabel.StampCluster(ls, set.ClusterLabel, tenant) // last: nothing can forge it
-		sortLabels(ls)
 		mark := len(st.packed)
-		var reason, msg string
-		if st.packed, reason, msg = packValid(st.packed, ls, lim); reason != "" {
-			st.reject(reason, msg, len(s.Samples), s.Labels)
-			continue
+		out := set.resolve(st, tenant, lim, s.Labels)
+		if out.overwritten {
+			overwrites++
 		}
-		if memo != nil {
-			memo.Store(memoKey, st.packed[mark:], "")
+		switch {
+		case out.dropped != "":
+			st.discard(out.dropped, len(s.Samples))
+		case out.reason != "":
+			st.reject(out.reason, out.msg, len(s.Samples), s.Labels)
+		default:
+			h.appendSamples(st, s, maxT, mark)
 		}
-		h.appendSamples(st, s, maxT, mark)
 	}
 	var prev seriesEnd
 	for _, e := range st.ends {
@@ -546,6 +496,89 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 		prev = e
 	}
 	return received, overwrites
+}
+
+// outcome is what became of one series' labels.
+type outcome struct {
+	dropped     string // dropped by the allowlist or a rule (not an error)
+	reason, msg string // refused: invalid (400)
+	overwritten bool   // the client sent another cluster label
+}
+
+// resolve takes a series' labels as the client sent them through the whole
+// label path: the client's cluster label out, the tenant's pipeline
+// (allowlist, relabel_configs, anonymization; remembered in its memo), the
+// cluster label stamped, sorted, validated, and appended to st.packed in
+// head.Labels form. On any other outcome st.packed is as it was.
+func (set *Settings) resolve(st *writeState, tenant string, lim *config.Limits, in []remotewrite.Label) (out outcome) {
+	// The client's cluster label is gone before any rule sees it. Room is
+	// kept for the stamp, which comes last.
+	ls := slices.Grow(st.scratch[:0], len(in)+1)
+	st.scratch = ls
+	for _, l := range in {
+		switch {
+		case l.Name == set.ClusterLabel:
+			out.overwritten = out.overwritten || l.Value != tenant
+		case l.Value != "" || l.Name == "": // an empty value is an absent label
+			ls = append(ls, l)
+		}
+	}
+	// Counted before sorting: sorting is quadratic for a hostile order.
+	if len(ls)+1 > lim.MaxLabelsPerSeries {
+		out.reason, out.msg = reasonTooManyLabels, fmt.Sprintf("%d labels, more than the limit of %d", len(ls)+1, lim.MaxLabelsPerSeries)
+		return out
+	}
+	pipe := set.Pipelines[tenant]
+	var memo *relabel.Memo
+	var memoKey []byte
+	if pipe != nil {
+		sortLabels(ls) // a canonical input for the pipeline's memo
+		if memo = pipe.Memo(); memo != nil {
+			memoKey = pipe.Key(ls, &st.relabel)
+			if e, ok := memo.Lookup(memoKey); ok {
+				if e.Dropped == "" {
+					st.packed = append(st.packed, e.Packed...)
+				}
+				out.dropped = e.Dropped
+				return out
+			}
+		}
+		if ls, out.dropped = pipe.Apply(ls, &st.relabel); out.dropped != "" {
+			if memo != nil {
+				memo.Store(memoKey, nil, out.dropped)
+			}
+			return out
+		}
+		if len(ls)+1 > lim.MaxLabelsPerSeries {
+			out.reason, out.msg = reasonTooManyLabels, fmt.Sprintf("%d labels after relabeling, more than the limit of %d", len(ls)+1, lim.MaxLabelsPerSeries)
+			return out
+		}
+	}
+	ls, _ = relabel.StampCluster(ls, set.ClusterLabel, tenant) // last: nothing can forge it
+	sortLabels(ls)
+	mark := len(st.packed)
+	if st.packed, out.reason, out.msg = packValid(st.packed, ls, lim); out.reason != "" {
+		return out
+	}
+	if memo != nil {
+		memo.Store(memoKey, st.packed[mark:], "")
+	}
+	return out
+}
+
+// CheckSeries shows what the write path makes of one series pushed by
+// tenant: its stored labels, or why it is dropped or refused. It is for
+// `fedgate check-config`, and runs the very code a push does.
+func (set *Settings) CheckSeries(tenant string, ls []remotewrite.Label) (stored head.Labels, dropped string, refused error) {
+	lim := set.limits(tenant)
+	st := new(writeState)
+	switch out := set.resolve(st, tenant, lim, ls); {
+	case out.dropped != "":
+		return "", out.dropped, nil
+	case out.reason != "":
+		return "", "", fmt.Errorf("%w: %s (%s)", errInvalidSeries, out.msg, out.reason)
+	}
+	return head.Labels(st.packed), "", nil
 }
 
 // checkMediaType accepts what Prometheus and vmagent send for remote-write
