@@ -46,6 +46,7 @@ type flags struct {
 	maxHeaderBytes    int
 	maxWrites         int
 	writeQueueTimeout time.Duration
+	ringSelf          string
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -65,6 +66,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.IntVar(&f.maxHeaderBytes, "web.max-header-bytes", 64<<10, "Largest request header block accepted.")
 	fs.IntVar(&f.maxWrites, "web.max-concurrent-writes", 64, "Write requests processed at once; more wait briefly, then get 503.")
 	fs.DurationVar(&f.writeQueueTimeout, "web.write-queue-timeout", time.Second, "How long a write request may wait for a free slot before it gets 503.")
+	fs.StringVar(&f.ringSelf, "ring.self", "", "This instance's ring member name, overriding ring.self (e.g. the pod name in a StatefulSet).")
 	return f, fs.Parse(args)
 }
 
@@ -114,37 +116,46 @@ func run(f *flags, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("load config: %w", err)
 	}
-	members := []ring.Member{{Name: cfg.Ring.Self, URL: "http://" + f.internalAddr}}
-	if len(cfg.Ring.Members) > 0 {
-		members = members[:0]
-		for _, m := range cfg.Ring.Members {
-			members = append(members, ring.Member{Name: m.Name, URL: m.URL})
-		}
+	if f.ringSelf != "" {
+		cfg.Ring.Self = f.ringSelf
 	}
-	rng, err := ring.New(members, members[0].Name)
-	if cfg.Ring.Self != "" {
-		rng, err = ring.New(members, cfg.Ring.Self)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Signals end the wait for a first DNS answer too.
+	startCtx, stopStart := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stopStart()
+	var disc *ring.DNSDiscovery
+	var rng *ring.Ring
+	if cfg.Ring.DNS != "" {
+		disc, err = ring.NewDNSDiscovery(ring.DNSOptions{Addr: cfg.Ring.DNS, Self: cfg.Ring.Self, Refresh: time.Duration(cfg.Ring.RefreshInterval),
+			Scheme: cfg.Ring.Scheme, RemoveAfter: time.Duration(cfg.Ring.RemoveAfter)}, nil, logger, reg)
+		if err == nil {
+			rng, err = firstDNSRing(startCtx, disc, logger)
+		}
+	} else {
+		rng, err = staticRing(cfg, f.internalAddr, logger)
 	}
 	if err != nil {
 		return fmt.Errorf("ring: %w", err)
 	}
+	cur := ring.NewCurrent(rng)
 	raiseOpenFilesLimit(logger)
 	if err := os.MkdirAll(f.storagePath, 0o750); err != nil {
 		return fmt.Errorf("storage path: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fedgate_ring_members", Help: "Members of the gateway ring.",
-	}, func() float64 { return float64(rng.Members()) }))
+	}, func() float64 { return float64(cur.Load().Members()) }))
 
 	hd := head.New(head.Options{Retention: time.Duration(cfg.Storage.Retention)}, reg)
 	store, err := wal.Open(f.storagePath, hd, wal.Options{CheckpointInterval: time.Duration(cfg.Storage.CheckpointInterval)}, logger, reg)
 	if err != nil {
 		return err
 	}
-	writes := gateway.NewWriteHandler(settings, store, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout}, logger, reg)
+	// Every write goes to its tenant's owner: stored here, or forwarded.
+	router := ring.NewRouter(cur, store, ring.RouterOptions{Secret: cfg.Ring.Secret, Timeout: time.Duration(cfg.Ring.ForwardTimeout)}, logger, reg)
+	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout}, logger, reg)
 	health := &gateway.Health{}
 	rl := newReloader(f.configFile, cfg, writes, logger, reg)
 
@@ -154,12 +165,18 @@ func run(f *flags, logger *slog.Logger) error {
 	public.HandleFunc("GET /-/ready", health.ReadyHandler)
 
 	internal := http.NewServeMux()
-	internal.Handle("GET /federate", untilReady(store, federate.NewHandler(hd, logger, reg)))
+	fed := federate.NewHandler(hd, logger, reg)
+	fed.OnlyOwned(func(tenant string) bool { _, self := cur.Load().Owner(tenant); return self })
+	internal.Handle("GET /federate", untilReady(store, fed))
+	if cfg.Ring.Clustered() {
+		// Peers forward here, on the internal listener only.
+		internal.Handle("POST "+ring.PeerPath, ring.NewPeerHandler(cur, store, cfg.Ring.Secret, config.MaxRequestBytesLimit, logger, reg))
+	}
 	internal.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	internal.HandleFunc("POST /-/reload", rl.serveHTTP)
 	internal.HandleFunc("GET /-/healthy", health.Healthy)
 	internal.HandleFunc("GET /-/ready", health.ReadyHandler)
-	internal.HandleFunc("GET /{$}", statusPage(rl.current, hd, rng, writes))
+	internal.HandleFunc("GET /{$}", statusPage(rl.current, hd, cur, writes))
 	internal.HandleFunc("GET /debug/pprof/", pprof.Index)
 	internal.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	internal.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
@@ -202,6 +219,20 @@ func run(f *flags, logger *slog.Logger) error {
 	}
 	var bg sync.WaitGroup
 	bg.Go(func() { store.Run(ctx) })
+	handoffs := make(chan struct{}, 1)
+	handoffs <- struct{}{} // once after replay: the ring may have changed while down
+	bg.Go(func() { handoffLoop(ctx, router, hd, store, rl, handoffs, logger) })
+	if disc != nil {
+		bg.Go(func() {
+			disc.Run(ctx, cur, func(old, new *ring.Ring) {
+				logger.Info("ring changed", "members", new.Members(), "was", old.Members())
+				select {
+				case handoffs <- struct{}{}:
+				default: // one is pending already
+				}
+			})
+		})
+	}
 	health.SetReady()
 	logger.Info("fedgate ready", "tenants", len(cfg.Tenants), "retention", cfg.Storage.Retention.String(), "series", hd.NumSeries())
 
@@ -265,30 +296,6 @@ func newServer(f *flags, h http.Handler, writeTimeout time.Duration) *http.Serve
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       f.idleTimeout,
 		MaxHeaderBytes:    f.maxHeaderBytes,
-	}
-}
-
-func statusPage(current func() *config.File, hd *head.Head, rng *ring.Ring, writes *gateway.WriteHandler) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		cfg := current()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "fedgate\n\ncluster label:  %s\nring members:   %d\nheld series:    %d\nretention:      %s\n\nendpoints: /federate?match[]=..., /metrics, POST /-/reload\n",
-			cfg.ClusterLabel, rng.Members(), hd.NumSeries(), cfg.Storage.Retention)
-		stats := map[string]gateway.TenantStats{}
-		for _, s := range writes.TenantStats() {
-			stats[s.ID] = s
-		}
-		fmt.Fprintf(w, "\ntenants:\n  %-24s %12s %12s %14s %16s %12s  %s\n", "id", "series", "max_series", "rate-limited", "series-limited", "discarded", "last limited")
-		for _, t := range cfg.Tenants {
-			s := stats[t.ID]
-			last := "never"
-			if !s.LastLimited.IsZero() {
-				last = time.Since(s.LastLimited).Round(time.Second).String() + " ago"
-			}
-			fmt.Fprintf(w, "  %-24s %12d %12d %14d %16d %12d  %s\n", t.ID, hd.TenantSeries(t.ID), t.Limits.MaxSeries,
-				s.RateLimitedRequests, s.SeriesLimitedSamples, s.DiscardedSamples, last)
-		}
-		fmt.Fprintf(w, "\nrate-limited: requests answered 429 by ingestion_rate; series-limited and discarded: samples\n")
 	}
 }
 

@@ -359,6 +359,27 @@ func applyRecord(body []byte, byLabels map[string]*walSample, refs map[uint64]*w
 				*s = e.s
 			}
 		}
+	case 3: // tombstones: n × ref; the series leaves the head, its refs
+		// keep pointing at the removed one, and its labels start afresh
+		var dead []uint64
+		for i, n := uint64(0), p.uvarint(); i < n && p.ok; i++ {
+			dead = append(dead, p.uvarint())
+		}
+		if !p.ok || len(p.b) != 0 {
+			return false
+		}
+		for _, ref := range dead {
+			s := refs[ref]
+			if s == nil {
+				continue
+			}
+			for l, x := range byLabels {
+				if x == s {
+					byLabels[l] = &walSample{t: math.MinInt64}
+				}
+			}
+			delete(refs, ref)
+		}
 	default:
 		return false
 	}

@@ -2,9 +2,36 @@
 // consistent hash (Lamping & Veach, 2014) of xxhash64(tenant ID) over the
 // ordered member list. All of one tenant's series live on its owner.
 //
-// It owns membership and ownership only; it never touches samples. A Ring is
-// immutable: a membership change builds a new one. Owner allocates nothing.
+// It owns membership and ownership: a static member list (ring.members,
+// in the order given) or DNS discovery (ring.dns: A/AAAA or SRV records,
+// sorted in natural order so that pod fedgate-10 follows fedgate-9), and the
+// peer forwarding that carries a tenant's samples to its owner. It never
+// decides what a sample is: validation, relabelling and storage happen
+// elsewhere.
 //
-// This version serves a single instance: the config refuses more than one
-// member, and forwarding to other owners does not exist yet.
+// A Ring is immutable: a membership change builds a new one, and Current
+// swaps it whole, so a reader always sees one consistent member list.
+// Owner allocates nothing and is safe for concurrent use.
+//
+// The order of the members is the jump-hash bucket order. Growing the ring
+// by one member at the end moves only the tenants that now hash to it (about
+// 1/n of them); removing the last member moves only its tenants. Adding or
+// removing a member anywhere else moves most tenants, which is why DNS
+// answers are sorted naturally and why a member missing from one answer can
+// be kept for DNSOptions.RemoveAfter.
+//
+// An instance never computes ownership from a ring it is not in: New refuses
+// a self that names no member, and DNS discovery keeps the ring in force
+// when an answer is empty, fails, or lacks this instance.
+//
+// With DNS discovery, a typical start:
+//
+//	d, err := ring.NewDNSDiscovery(ring.DNSOptions{Addr: dns, Self: self, Refresh: every}, nil, logger, reg)
+//	r, _, err := d.Refresh(ctx) // retry until it succeeds, not ready meanwhile
+//	cur := ring.NewCurrent(r)
+//	go d.Run(ctx, cur, func(old, new *ring.Ring) { /* hand moved tenants off */ })
+//
+// DNSDiscovery's Refresh and Run may run concurrently; their lookups are
+// serialized. Run puts each changed ring in force in the Current it is
+// given.
 package ring

@@ -52,6 +52,8 @@
 //	                                 uvarint len, packed labels (head.Labels) }
 //	2 samples: uvarint n, varint base, then n × { uvarint ref,
 //	                                 varint t-base, uint64 LE float bits }
+//	3 tombstones: uvarint n, then n × uvarint ref: series removed from
+//	             the head because their tenant moved to another instance
 //
 // Samples of a series that is not held and whose samples are all older than
 // the retention are accepted but neither held nor logged: they could never

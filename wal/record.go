@@ -12,8 +12,9 @@ import (
 
 // Record types. See the package documentation for their payloads.
 const (
-	recSeries  byte = 1
-	recSamples byte = 2
+	recSeries     byte = 1
+	recSamples    byte = 2
+	recTombstones byte = 3
 )
 
 const (
@@ -54,6 +55,40 @@ func appendSeriesRecord(b []byte, ss []*head.Series) []byte {
 		b = append(b, l...)
 	}
 	return finish(b, start)
+}
+
+// appendTombstones appends a record of series removed from the head (their
+// tenant moved away): replay removes them again.
+func appendTombstones(b []byte, ss []*head.Series) []byte {
+	b, start := frame(b)
+	b = append(b, recTombstones)
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = binary.AppendUvarint(b, s.Ref())
+	}
+	return finish(b, start)
+}
+
+// decodeTombstones calls fn for each ref of a tombstones record payload,
+// once the whole payload has decoded.
+func decodeTombstones(payload []byte, fn func(ref uint64)) error {
+	for pass := range 2 {
+		r := payloadReader{b: payload}
+		n := r.uvarint()
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			ref := r.uvarint()
+			if pass == 1 && r.err == nil {
+				fn(ref)
+			}
+		}
+		if r.err == nil && len(r.b) != 0 {
+			r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
+		}
+		if r.err != nil {
+			return fmt.Errorf("tombstones record: %w", r.err)
+		}
+	}
+	return nil
 }
 
 // sampleRef is one sample with the ref of its series.

@@ -303,6 +303,13 @@ func (s *Storage) replayFile(name string, refs *refIndex, buf *[]byte) (int64, e
 			err = decodeSeries(payload, func(ref uint64, tenant, labels []byte) {
 				refs.set(ref, s.head.Restore(ref, string(tenant), labels))
 			})
+		case recTombstones:
+			err = decodeTombstones(payload, func(ref uint64) {
+				if x := refs.get(ref); x != nil {
+					s.head.Remove([]*head.Series{x})
+					refs.set(ref, nil)
+				}
+			})
 		case recSamples:
 			err = decodeSamples(payload, func(ref uint64, t int64, v float64) {
 				if x := refs.get(ref); x != nil {
@@ -512,6 +519,24 @@ func (s *Storage) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Drop removes series from the head (their tenant moved to another
+// instance), under the barrier so that no Append is between its Prepare
+// and Commit. A tombstones record is synced first, so that replay removes
+// them again; if it cannot be written they stay, and the caller retries.
+func (s *Storage) Drop(ss []*head.Series) error {
+	if len(ss) == 0 {
+		return nil
+	}
+	s.cutMu.Lock()
+	defer s.cutMu.Unlock()
+	if err := s.log.commit(appendTombstones(nil, ss)); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	s.m.recordsWritten.Inc()
+	s.head.Remove(ss)
+	return nil
 }
 
 // Close stops taking Appends and closes the open segment. Appends still

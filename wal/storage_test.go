@@ -342,3 +342,33 @@ func TestDamagedCheckpointFallsBackOnCoveredSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestDroppedSeriesStayDropped: series handed off to another instance are
+// tombstoned, so a restart does not bring them back; their labels can be
+// written again afterwards.
+func TestDroppedSeriesStayDropped(t *testing.T) {
+	e := newEnv(t)
+	st, hd, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("moved", 0, 5, now))
+	mustAppend(t, st, batch("stays", 0, 5, now))
+	var gone []*head.Series
+	for _, s := range hd.AppendAllSeries(nil) {
+		if s.Tenant() == "moved" {
+			gone = append(gone, s)
+		}
+	}
+	if err := st.Drop(gone); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, st, batch("moved", 0, 1, now+1)) // it came back later
+	st.Close()
+
+	_, hd2, _ := e.open()
+	if hd2.TenantSeries("moved") != 1 || hd2.TenantSeries("stays") != 5 {
+		t.Fatalf("after replay: moved %d (want 1), stays %d (want 5)", hd2.TenantSeries("moved"), hd2.TenantSeries("stays"))
+	}
+	if got := held(hd2, "moved", 0); got != now+1 {
+		t.Fatalf("the series written again after its drop holds %d, want %d", got, now+1)
+	}
+}

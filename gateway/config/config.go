@@ -103,12 +103,29 @@ type Storage struct {
 	CheckpointInterval model.Duration `yaml:"checkpoint_interval"`
 }
 
-// Ring names the gateway instances and this instance's place among them.
+// Ring names the gateway instances and this instance's place among them:
+// a static, ordered member list, or a DNS name whose A or SRV records are
+// the members.
 type Ring struct {
 	Self       string   `yaml:"self"`
 	Members    []Member `yaml:"members"`
 	SecretFile string   `yaml:"secret_file"`
+	// Secret is the content of SecretFile, read by Load.
+	Secret []byte `yaml:"-"`
+	// DNS is "host:port" (A/AAAA records) or "_service._proto.name" (SRV).
+	DNS             string         `yaml:"dns"`
+	RefreshInterval model.Duration `yaml:"refresh_interval"`
+	// ForwardTimeout bounds one forward to a tenant's owner.
+	ForwardTimeout model.Duration `yaml:"forward_timeout"`
+	// RemoveAfter keeps a member that vanished from the DNS answer in the
+	// ring that long (a pod being recreated), so buckets do not shift.
+	RemoveAfter model.Duration `yaml:"remove_after"`
+	// Scheme of the members' internal URLs found by DNS: http or https.
+	Scheme string `yaml:"scheme"`
 }
+
+// Clustered reports whether more than this instance may be in the ring.
+func (r *Ring) Clustered() bool { return r.DNS != "" || len(r.Members) > 1 }
 
 // Member is one gateway instance of the ring.
 type Member struct {
@@ -142,6 +159,7 @@ func Default() File {
 		Limits:           DefaultLimits(),
 		RelabelCacheSize: 1 << 16,
 		Storage:          Storage{Retention: model.Duration(10 * time.Minute), CheckpointInterval: model.Duration(time.Minute)},
+		Ring:             Ring{RefreshInterval: model.Duration(30 * time.Second), ForwardTimeout: model.Duration(10 * time.Second)},
 	}
 }
 
@@ -157,6 +175,14 @@ func Load(path string) (*File, error) {
 	}
 	if err := f.loadSecret(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if f.Ring.Clustered() {
+		if f.Ring.SecretFile == "" {
+			return nil, fmt.Errorf("%s: ring: secret_file is required when instances forward to each other", path)
+		}
+		if f.Ring.Secret, err = readSecret(filepath.Dir(path), f.Ring.SecretFile); err != nil {
+			return nil, fmt.Errorf("%s: ring: %w", path, err)
+		}
 	}
 	return f, nil
 }
@@ -175,20 +201,29 @@ func (f *File) loadSecret(dir string) error {
 	if f.Anonymize.SecretFile == "" {
 		return errors.New("anonymize: secret_file is required to anonymize labels")
 	}
-	path := f.Anonymize.SecretFile
+	b, err := readSecret(dir, f.Anonymize.SecretFile)
+	if err != nil {
+		return fmt.Errorf("anonymize: %w", err)
+	}
+	f.Anonymize.Secret = b
+	return nil
+}
+
+// readSecret reads a secret file (relative to dir), without its trailing
+// newline; an empty one is an error.
+func readSecret(dir, path string) ([]byte, error) {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("anonymize: secret_file: %w", err)
+		return nil, fmt.Errorf("secret_file: %w", err)
 	}
 	b = bytes.TrimRight(b, "\r\n")
 	if len(b) == 0 {
-		return fmt.Errorf("anonymize: secret_file %s is empty", path)
+		return nil, fmt.Errorf("secret_file %s is empty", path)
 	}
-	f.Anonymize.Secret = b
-	return nil
+	return b, nil
 }
 
 // Parse parses and validates configuration YAML.
@@ -384,9 +419,17 @@ func (l *Limits) Validate() error {
 	return nil
 }
 
-// Validate checks the member list. This version runs a single instance: a
-// ring of more than one member is refused rather than half-served.
+// Validate checks the member list or the DNS name.
 func (r *Ring) Validate() error {
+	if r.DNS != "" && len(r.Members) > 0 {
+		return errors.New("set members or dns, not both")
+	}
+	if r.RefreshInterval <= 0 || r.ForwardTimeout <= 0 || r.RemoveAfter < 0 {
+		return errors.New("refresh_interval and forward_timeout must be positive, remove_after not negative")
+	}
+	if r.Scheme != "" && r.Scheme != "http" && r.Scheme != "https" {
+		return fmt.Errorf("scheme %q is not http or https", r.Scheme)
+	}
 	if len(r.Members) == 0 {
 		return nil
 	}
@@ -406,11 +449,7 @@ func (r *Ring) Validate() error {
 	if r.Self == "" {
 		return errors.New("self is required when members are listed")
 	}
-	if !names[r.Self] {
-		return fmt.Errorf("self %q is not among the members", r.Self)
-	}
-	if len(r.Members) > 1 {
-		return errors.New("rings of more than one member are not supported by this version of fedgate")
-	}
+	// A self that is not among the members is an instance being removed:
+	// it drains (owns nothing, forwards and hands off everything).
 	return nil
 }

@@ -31,6 +31,7 @@ type Source interface {
 // Handler serves /federate.
 type Handler struct {
 	src     Source
+	owned   func(tenant string) bool // nil: every tenant
 	logger  *slog.Logger
 	metrics metrics
 	bufs    sync.Pool // of *state
@@ -49,6 +50,12 @@ type state struct {
 	names  []string
 	series []*head.Series
 }
+
+// OnlyOwned makes the handler serve only the series of tenants for which
+// owned is true: after a membership change, the tenants that moved away
+// leave this instance's /federate at once, before their handoff is done.
+// Call it before serving.
+func (h *Handler) OnlyOwned(owned func(tenant string) bool) { h.owned = owned }
 
 // NewHandler returns a /federate handler reading src.
 func NewHandler(src Source, logger *slog.Logger, reg prometheus.Registerer) *Handler {
@@ -194,6 +201,10 @@ func (h *Handler) write(st *state, sels []selector) (int, error) {
 	st.names = h.src.AppendFamilyNames(st.names[:0])
 	written := 0
 	active := make([]*selector, 0, len(sels))
+	var owned map[string]bool // per tenant, decided once per scrape
+	if h.owned != nil {
+		owned = make(map[string]bool)
+	}
 	for _, name := range st.names {
 		active = active[:0]
 		for i := range sels {
@@ -210,6 +221,16 @@ func (h *Handler) write(st *state, sels []selector) (int, error) {
 			t, v := s.Latest()
 			if t < minT || head.IsStale(v) || !matchAny(active, s.Labels()) {
 				continue
+			}
+			if owned != nil {
+				o, ok := owned[s.Tenant()]
+				if !ok {
+					o = h.owned(s.Tenant())
+					owned[s.Tenant()] = o
+				}
+				if !o {
+					continue
+				}
 			}
 			if !typed {
 				st.line = append(append(append(st.line[:0], "# TYPE "...), name...), " untyped\n"...)

@@ -252,3 +252,21 @@ func TestFederateStreams(t *testing.T) {
 		t.Fatalf("a %d-byte response allocated %d bytes", w.n, alloc)
 	}
 }
+
+func TestFederateOnlyOwned(t *testing.T) {
+	hd := newTestHead(t)
+	for _, tenant := range []string{"mine", "moved"} {
+		var b []byte
+		b = head.AppendLabel(b, "__name__", "up")
+		b = head.AppendLabel(b, "cluster_id", tenant)
+		if err := hd.Append(context.Background(), &head.Batch{Tenant: tenant, Series: []head.BatchSeries{{Labels: b, Samples: []head.Sample{{T: now.UnixMilli(), V: 1}}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHandler(hd)
+	h.OnlyOwned(func(tenant string) bool { return tenant == "mine" })
+	_, body := get(t, h, false, `up`)
+	if got := parse(t, body); len(got) != 1 || !strings.Contains(got[0], `cluster_id="mine"`) {
+		t.Fatalf("served %q, want only the owned tenant's series", got)
+	}
+}

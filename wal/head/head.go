@@ -153,7 +153,7 @@ func New(opts Options, reg prometheus.Registerer) *Head {
 		}),
 		removed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fedgate_head_series_removed_total",
-			Help: "Series removed from the head after their retention ran out.",
+			Help: "Series removed from the head: retention ran out, or their tenant moved to another instance.",
 		}),
 		outOfOrder: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fedgate_head_out_of_order_samples_total",
@@ -550,6 +550,40 @@ func (h *Head) GCChunk(c int) {
 		h.metrics.removed.Add(float64(len(removed)))
 	}
 	h.metrics.gcDuration.Observe(time.Since(start).Seconds())
+}
+
+// Remove drops the given series from the head (those still held; a series
+// removed already is skipped). The caller keeps Prepare and Commit from
+// running meanwhile, as for GC.
+func (h *Head) Remove(ss []*Series) {
+	removed := make([]*Series, 0, len(ss))
+	for _, s := range ss {
+		st := &h.stripes[s.hash&(stripeCount-1)]
+		st.mu.Lock()
+		var prev *Series
+		for x := st.series[s.hash]; x != nil; prev, x = x, x.next {
+			if x != s {
+				continue
+			}
+			switch {
+			case prev != nil:
+				prev.next = x.next
+			case x.next != nil:
+				st.series[s.hash] = x.next
+			default:
+				delete(st.series, s.hash)
+			}
+			h.removeFromFamilies([]*Series{s})
+			removed = append(removed, s)
+			break
+		}
+		st.mu.Unlock()
+	}
+	for _, s := range removed {
+		s.tenant.series.Add(-1)
+	}
+	h.numSeries.Add(-int64(len(removed)))
+	h.metrics.removed.Add(float64(len(removed)))
 }
 
 func (h *Head) removeFromFamilies(ss []*Series) {

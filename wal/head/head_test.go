@@ -283,3 +283,28 @@ func TestSeriesLimitUnderConcurrency(t *testing.T) {
 		t.Fatalf("tenant holds %d series, want exactly its limit of 250", n)
 	}
 }
+
+func TestRemove(t *testing.T) {
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	for i := range 3 {
+		appendOne(t, h, "a", packed("__name__", "m", "i", fmt.Sprint(i)), Sample{now, 1})
+	}
+	appendOne(t, h, "b", packed("__name__", "m", "i", "b"), Sample{now, 1})
+	var gone []*Series
+	for _, s := range h.AppendFamily(nil, "m") {
+		if s.Tenant() == "a" {
+			gone = append(gone, s)
+		}
+	}
+	h.Remove(gone)
+	h.Remove(gone) // twice is harmless
+	if h.NumSeries() != 1 || h.TenantSeries("a") != 0 || h.TenantSeries("b") != 1 || len(h.AppendFamily(nil, "m")) != 1 {
+		t.Fatalf("after Remove: %d series, a %d, b %d", h.NumSeries(), h.TenantSeries("a"), h.TenantSeries("b"))
+	}
+	// A removed series' labels come back as a new series.
+	appendOne(t, h, "a", packed("__name__", "m", "i", "0"), Sample{now + 1, 2})
+	if h.TenantSeries("a") != 1 {
+		t.Fatal("a removed series cannot be written again")
+	}
+}

@@ -1,0 +1,236 @@
+package ring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+func testBatch(tenant string, series int) *head.Batch {
+	b := &head.Batch{Tenant: tenant, MaxSeries: 1000}
+	for i := range series {
+		var l []byte
+		l = head.AppendLabel(l, "__name__", "up")
+		l = head.AppendLabel(l, "cluster_id", tenant)
+		l = head.AppendLabel(l, "i", fmt.Sprint(i))
+		b.Series = append(b.Series, head.BatchSeries{Labels: l, Samples: []head.Sample{{T: 1_700_000_000_000 + int64(i), V: float64(i)}, {T: -5, V: math.Inf(-1)}}})
+	}
+	return b
+}
+
+func TestBatchRoundTrip(t *testing.T) {
+	in := testBatch("cluster-a", 50)
+	in.Series = append(in.Series, head.BatchSeries{Labels: in.Series[0].Labels}) // no samples
+	raw := AppendBatch(nil, in)
+	var d BatchDecoder
+	out, err := d.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Tenant != in.Tenant || out.MaxSeries != in.MaxSeries || len(out.Series) != len(in.Series) {
+		t.Fatalf("got tenant %q max %d series %d", out.Tenant, out.MaxSeries, len(out.Series))
+	}
+	for i := range in.Series {
+		if string(out.Series[i].Labels) != string(in.Series[i].Labels) || len(out.Series[i].Samples) != len(in.Series[i].Samples) ||
+			len(in.Series[i].Samples) > 0 && !reflect.DeepEqual(out.Series[i].Samples, in.Series[i].Samples) {
+			t.Fatalf("series %d differs", i)
+		}
+	}
+	// Every truncation and a damaged magic are errors, never panics.
+	for n := range len(raw) {
+		if _, err := d.Decode(raw[:n]); !errors.Is(err, ErrBadBatch) {
+			t.Fatalf("truncated at %d: %v", n, err)
+		}
+	}
+	bad := append([]byte(nil), raw...)
+	bad[0] = 'X'
+	if _, err := d.Decode(bad); !errors.Is(err, ErrBadBatch) {
+		t.Fatal("bad magic accepted")
+	}
+}
+
+// instance is one gateway of a test ring: its head, its peer endpoint and
+// its router.
+type instance struct {
+	head   *head.Head
+	srv    *httptest.Server
+	router *Router
+	cur    *Current
+}
+
+func newInstances(t *testing.T, n int, secret string) []*instance {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	insts := make([]*instance, n)
+	members := make([]Member, n)
+	for i := range insts {
+		in := &instance{head: head.New(head.Options{Retention: time.Hour, Now: func() time.Time { return time.UnixMilli(1_700_000_000_000) }}, nil)}
+		in.cur = &Current{}
+		in.srv = httptest.NewServer(NewPeerHandler(in.cur, in.head, []byte(secret), 1<<20, logger, prometheus.NewRegistry()))
+		t.Cleanup(in.srv.Close)
+		members[i] = Member{Name: fmt.Sprintf("gw-%d", i), URL: in.srv.URL}
+		insts[i] = in
+	}
+	for i, in := range insts {
+		r, err := New(members, members[i].Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.cur.Store(r)
+		in.router = NewRouter(in.cur, in.head, RouterOptions{Secret: []byte(secret), Timeout: 5 * time.Second}, logger, prometheus.NewRegistry())
+	}
+	return insts
+}
+
+func TestRouterStoresEachTenantOnItsOwner(t *testing.T) {
+	insts := newInstances(t, 3, "peer-secret")
+	ctx := context.Background()
+	for k := range 30 {
+		tenant := fmt.Sprintf("cluster-%d", k)
+		// Pushed to an instance chosen regardless of ownership.
+		if err := insts[k%3].router.Append(ctx, testBatch(tenant, 4)); err != nil {
+			t.Fatalf("%s: %v", tenant, err)
+		}
+		owner, _ := insts[0].cur.Load().Owner(tenant)
+		for i, in := range insts {
+			got := in.head.TenantSeries(tenant)
+			if want := map[bool]int{true: 4, false: 0}[owner.Name == fmt.Sprintf("gw-%d", i)]; got != want {
+				t.Fatalf("%s: gw-%d holds %d series, want %d (owner %s)", tenant, i, got, want, owner.Name)
+			}
+		}
+	}
+}
+
+func TestForwardFailures(t *testing.T) {
+	insts := newInstances(t, 2, "peer-secret")
+	ctx := context.Background()
+	// A tenant owned by gw-1, pushed to gw-0.
+	var tenant string
+	for k := 0; ; k++ {
+		tenant = fmt.Sprintf("t-%d", k)
+		if o, _ := insts[0].cur.Load().Owner(tenant); o.Name == "gw-1" {
+			break
+		}
+	}
+
+	// The owner enforces the tenant's series limit; the sender learns it.
+	b := testBatch(tenant, 5)
+	b.MaxSeries = 3
+	var le *head.SeriesLimitError
+	if err := insts[0].router.Append(ctx, b); !errors.As(err, &le) || le.Series != 2 || le.Samples != 4 || le.Limit != 3 {
+		t.Fatalf("series limit through a forward: %v", err)
+	}
+
+	// A wrong secret is refused.
+	wrong := NewRouter(insts[0].cur, insts[0].head, RouterOptions{Secret: []byte("guess")}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err := wrong.Append(ctx, testBatch(tenant, 1)); !errors.Is(err, ErrOwnerUnavailable) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+
+	// An owner that thinks it is not the owner refuses (rings disagree):
+	// gw-1's ring puts another member in the tenant's bucket.
+	members := []Member{{Name: "gw-1", URL: insts[1].srv.URL}, {Name: "gw-1", URL: insts[1].srv.URL}}
+	members[Jump(xxhash.Sum64String(tenant), 2)] = Member{Name: "other", URL: "http://127.0.0.1:1"}
+	r, err := New(members, "gw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := insts[1].cur.Store(r)
+	if err := insts[0].router.Append(ctx, testBatch(tenant, 1)); !errors.Is(err, ErrOwnerUnavailable) || insts[1].head.TenantSeries(tenant) != 3 {
+		t.Fatalf("owner disagreeing: %v", err)
+	}
+	insts[1].cur.Store(saved)
+
+	// An owner that is down: 503 for the sender, nothing stored anywhere.
+	insts[1].srv.Close()
+	before := insts[0].head.NumSeries()
+	if err := insts[0].router.Append(ctx, testBatch(tenant, 1)); !errors.Is(err, ErrOwnerUnavailable) {
+		t.Fatalf("owner down: %v", err)
+	}
+	if insts[0].head.NumSeries() != before {
+		t.Fatal("a batch for an unreachable owner was kept by the sender")
+	}
+}
+
+type headDropper struct{ h *head.Head }
+
+func (d headDropper) Drop(ss []*head.Series) error { d.h.Remove(ss); return nil }
+
+// TestHandoffOnGrowth: gw-0 holds every tenant; gw-1 joins at the end;
+// the tenants that move are handed to gw-1 and leave gw-0, the rest stay.
+func TestHandoffOnGrowth(t *testing.T) {
+	insts := newInstances(t, 2, "peer-secret")
+	ctx := context.Background()
+	solo, _ := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
+	grown := insts[0].cur.Store(solo)
+	tenants := make([]string, 40)
+	for k := range tenants {
+		tenants[k] = fmt.Sprintf("cluster-%d", k)
+		if err := insts[0].router.Append(ctx, testBatch(tenants[k], 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insts[0].cur.Store(grown)
+	moved, err := insts[0].router.Handoff(ctx, insts[0].head, headDropper{insts[0].head}, func(string) int { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	movedTenants := 0
+	for _, tenant := range tenants {
+		owner, _ := grown.Owner(tenant)
+		on0, on1 := insts[0].head.TenantSeries(tenant), insts[1].head.TenantSeries(tenant)
+		switch owner.Name {
+		case "gw-1":
+			movedTenants++
+			if on0 != 0 || on1 != 3 {
+				t.Fatalf("%s moved to gw-1: gw-0 holds %d, gw-1 holds %d", tenant, on0, on1)
+			}
+		default:
+			if on0 != 3 || on1 != 0 {
+				t.Fatalf("%s stays on gw-0: gw-0 holds %d, gw-1 holds %d", tenant, on0, on1)
+			}
+		}
+	}
+	if movedTenants == 0 || moved != 3*movedTenants {
+		t.Fatalf("moved %d series for %d tenants", moved, movedTenants)
+	}
+	// Nothing left to move: a second handoff is a no-op.
+	if n, err := insts[0].router.Handoff(ctx, insts[0].head, headDropper{insts[0].head}, func(string) int { return 0 }); n != 0 || err != nil {
+		t.Fatalf("second handoff moved %d (%v)", n, err)
+	}
+}
+
+// TestHandoffKeepsWhatCannotMove: an unreachable new owner leaves the
+// tenant's series where they are, and says so.
+func TestHandoffKeepsWhatCannotMove(t *testing.T) {
+	insts := newInstances(t, 2, "peer-secret")
+	ctx := context.Background()
+	solo, _ := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
+	grown := insts[0].cur.Store(solo)
+	for k := range 20 {
+		if err := insts[0].router.Append(ctx, testBatch(fmt.Sprintf("cluster-%d", k), 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insts[0].cur.Store(grown)
+	insts[1].srv.Close()
+	before := insts[0].head.NumSeries()
+	if n, err := insts[0].router.Handoff(ctx, insts[0].head, headDropper{insts[0].head}, func(string) int { return 0 }); n != 0 || !errors.Is(err, ErrOwnerUnavailable) {
+		t.Fatalf("handoff to a dead owner: moved %d, err %v", n, err)
+	}
+	if insts[0].head.NumSeries() != before {
+		t.Fatal("series that could not be handed off were dropped")
+	}
+}

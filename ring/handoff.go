@@ -1,0 +1,85 @@
+package ring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+// HandoffSource is the local store a handoff reads and trims.
+type HandoffSource interface {
+	AppendAllSeries(dst []*head.Series) []*head.Series
+}
+
+// Dropper removes handed-off series from the local store, durably.
+type Dropper interface {
+	Drop(ss []*head.Series) error
+}
+
+// handoffBatch is how many series go to a new owner in one forward.
+const handoffBatch = 2000
+
+// Handoff hands the held series of every tenant this instance no longer
+// owns to its new owner: their newest samples are forwarded (in batches,
+// as any push), and once a batch is on the owner's disk its series are
+// dropped here. A tenant whose owner cannot take them keeps them here,
+// hidden from /federate, until a later Handoff succeeds. It returns how
+// many series moved.
+func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, maxSeries func(tenant string) int) (int, error) {
+	ring := r.cur.Load()
+	byTenant := map[string][]*head.Series{}
+	for _, s := range src.AppendAllSeries(nil) {
+		if !s.Committed() {
+			continue
+		}
+		if _, self := ring.Owner(s.Tenant()); !self {
+			byTenant[s.Tenant()] = append(byTenant[s.Tenant()], s)
+		}
+	}
+	moved := 0
+	var firstErr error
+	for tenant, ss := range byTenant {
+		owner, _ := ring.Owner(tenant)
+		for len(ss) > 0 {
+			n := min(len(ss), handoffBatch)
+			chunk := ss[:n]
+			ss = ss[n:]
+			b := &head.Batch{Tenant: tenant, MaxSeries: maxSeries(tenant), Series: make([]head.BatchSeries, 0, n)}
+			for _, s := range chunk {
+				t, v := s.Latest()
+				b.Series = append(b.Series, head.BatchSeries{Labels: []byte(s.Labels()), Samples: []head.Sample{{T: t, V: v}}})
+			}
+			err := r.Forward(ctx, owner, b)
+			var limited *head.SeriesLimitError
+			if err != nil && !errors.As(err, &limited) {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("hand tenant %q off to %s: %w", tenant, owner.Name, err)
+				}
+				break // this tenant stays here for now
+			}
+			// Handed off (series the new owner refuses by its limit are
+			// the owner's call, as for a push): drop them here.
+			if err := drop.Drop(chunk); err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("drop tenant %q's handed-off series: %w", tenant, err)
+				}
+				break
+			}
+			moved += len(chunk)
+			r.metrics.handoff.Add(float64(len(chunk)))
+		}
+	}
+	return moved, firstErr
+}
+
+// handoffCounter is registered with the router's metrics.
+func newHandoffCounter() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fedgate_handoff_series_total",
+		Help: "Series handed off to their new owner after a ring change.",
+	})
+}

@@ -1,0 +1,176 @@
+package ring
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+// A forwarded batch travels between gateway instances snappy-compressed in
+// this form (uvarint and varint are Go's encoding/binary forms):
+//
+//	"FGB1"
+//	uvarint len, tenant
+//	uvarint max series (the tenant's limit, enforced by the owner)
+//	uvarint n series, then n × {
+//	    uvarint len, packed labels (head.Labels form, final: stamped,
+//	                                relabeled, validated by the sender)
+//	    uvarint m samples, then m × { varint t, uint64 LE value bits }
+//	}
+const batchMagic = "FGB1"
+
+// BatchContentType is the Content-Type of a forwarded batch.
+const BatchContentType = "application/x-fedgate-batch"
+
+// AppendBatch encodes b onto dst.
+func AppendBatch(dst []byte, b *head.Batch) []byte {
+	dst = append(dst, batchMagic...)
+	dst = binary.AppendUvarint(dst, uint64(len(b.Tenant)))
+	dst = append(dst, b.Tenant...)
+	dst = binary.AppendUvarint(dst, uint64(max(b.MaxSeries, 0)))
+	dst = binary.AppendUvarint(dst, uint64(len(b.Series)))
+	for _, s := range b.Series {
+		dst = binary.AppendUvarint(dst, uint64(len(s.Labels)))
+		dst = append(dst, s.Labels...)
+		dst = binary.AppendUvarint(dst, uint64(len(s.Samples)))
+		for _, smp := range s.Samples {
+			dst = binary.AppendVarint(dst, smp.T)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(smp.V))
+		}
+	}
+	return dst
+}
+
+// ErrBadBatch is matched by every error DecodeBatch returns.
+var ErrBadBatch = errors.New("malformed forwarded batch")
+
+// BatchDecoder decodes forwarded batches into reused memory. The labels and
+// tenant of a decoded batch alias the input; both are valid until the next
+// Decode.
+type BatchDecoder struct {
+	batch   head.Batch
+	samples []head.Sample
+	ends    []int
+}
+
+// Decode decodes b. Packed labels are checked for form (so that the head
+// can walk them), not revalidated: the sender validated them and is a
+// trusted peer.
+func (d *BatchDecoder) Decode(b []byte) (*head.Batch, error) {
+	if len(b) < len(batchMagic) || string(b[:len(batchMagic)]) != batchMagic {
+		return nil, fmt.Errorf("%w: bad magic", ErrBadBatch)
+	}
+	r := reader{b: b[len(batchMagic):]}
+	tenant := r.bytes(r.uvarint())
+	maxSeries := r.uvarint()
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(r.b)) { // every series takes at least two bytes
+		r.err = errShort
+	}
+	d.batch.Series = d.batch.Series[:0]
+	d.samples = d.samples[:0]
+	d.ends = d.ends[:0]
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		lbls := r.bytes(r.uvarint())
+		if r.err == nil && !validPacked(lbls) {
+			return nil, fmt.Errorf("%w: series %d: labels are not packed label pairs", ErrBadBatch, i)
+		}
+		m := r.uvarint()
+		if r.err == nil && m > uint64(len(r.b))/9 {
+			r.err = errShort
+		}
+		for j := uint64(0); j < m && r.err == nil; j++ {
+			t := r.varint()
+			v := math.Float64frombits(r.fixed64())
+			d.samples = append(d.samples, head.Sample{T: t, V: v})
+		}
+		d.batch.Series = append(d.batch.Series, head.BatchSeries{Labels: lbls})
+		d.ends = append(d.ends, len(d.samples))
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d bytes after the last series", len(r.b))
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadBatch, r.err)
+	}
+	prev := 0
+	for i, end := range d.ends {
+		d.batch.Series[i].Samples = d.samples[prev:end:end]
+		prev = end
+	}
+	d.batch.Tenant = unsafe.String(unsafe.SliceData(tenant), len(tenant))
+	d.batch.MaxSeries = int(min(maxSeries, math.MaxInt32))
+	return &d.batch, nil
+}
+
+var errShort = errors.New("unexpected end")
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) fixed64() uint64 {
+	if r.err != nil || len(r.b) < 8 {
+		r.err = errShort
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) bytes(n uint64) []byte {
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = errShort
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+// validPacked reports whether b is a sequence of complete name/value pairs
+// in head.Labels form.
+func validPacked(b []byte) bool {
+	for pairs := 0; len(b) > 0; pairs++ {
+		for range 2 {
+			n, w := binary.Uvarint(b)
+			if w <= 0 || n > uint64(len(b)-w) {
+				return false
+			}
+			b = b[w+int(n):]
+		}
+	}
+	return true
+}
