@@ -2,7 +2,7 @@ GO       ?= go
 BIN      ?= fedgate
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-unit test-peers test-prometheus3 bench fuzz vet clean
+.PHONY: all build run test test-integration test-unit test-peers test-prometheus3 bench fuzz vet clean
 
 all: build
 
@@ -18,9 +18,14 @@ run: build
 # vmagent (installed first if missing), and every benchmark run once.
 test: test-peers test-prometheus3
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -skip='^TestIntegration' ./...
 	$(GO) test -count=1 -run='CostLittle|CostsNothing|Alloc|Streams' ./...   # allocation bounds, without the race detector's overhead
 	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
+
+# Several fedgate instances in a ring, with real Prometheus Agents and a
+# central Prometheus: forwarding, owner crashes, membership changes.
+test-integration: test-peers
+	$(GO) test -race -count=1 -run='^TestIntegration' .
 
 test-unit:
 	$(GO) test -race -count=1 -short ./...

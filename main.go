@@ -119,6 +119,9 @@ func run(f *flags, logger *slog.Logger) error {
 	if f.ringSelf != "" {
 		cfg.Ring.Self = f.ringSelf
 	}
+	if cfg.Ring.Self == "" && (len(cfg.Ring.Members) > 0 || cfg.Ring.DNS != "") {
+		return errors.New("ring: set ring.self or --ring.self: this instance's member name")
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Signals end the wait for a first DNS answer too.

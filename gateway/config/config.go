@@ -124,8 +124,10 @@ type Ring struct {
 	Scheme string `yaml:"scheme"`
 }
 
-// Clustered reports whether more than this instance may be in the ring.
-func (r *Ring) Clustered() bool { return r.DNS != "" || len(r.Members) > 1 }
+// Clustered reports whether other instances may forward to this one or
+// take forwards from it: a ring of several, found by DNS, or with a peer
+// secret (a ring of one that instances being removed hand off to).
+func (r *Ring) Clustered() bool { return r.DNS != "" || len(r.Members) > 1 || r.SecretFile != "" }
 
 // Member is one gateway instance of the ring.
 type Member struct {
@@ -446,10 +448,8 @@ func (r *Ring) Validate() error {
 			return fmt.Errorf("members[%d]: url %q is not an absolute URL", i, m.URL)
 		}
 	}
-	if r.Self == "" {
-		return errors.New("self is required when members are listed")
-	}
-	// A self that is not among the members is an instance being removed:
-	// it drains (owns nothing, forwards and hands off everything).
+	// self may come from the --ring.self flag; main checks it is set. A
+	// self that is not among the members is an instance being removed: it
+	// drains (owns nothing, forwards and hands off everything).
 	return nil
 }

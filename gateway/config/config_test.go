@@ -50,7 +50,6 @@ func TestParseRefuses(t *testing.T) {
 		"huge request limit":      "limits: {max_request_bytes: 4000000000}",
 		"zero retention":          "storage: {retention: 0s}",
 		"zero checkpoint":         "storage: {checkpoint_interval: 0s}",
-		"no self":                 "ring: {members: [{name: gw-0, url: 'http://127.0.0.1:9096'}]}",
 		"relative member url":     "ring: {self: gw-0, members: [{name: gw-0, url: '127.0.0.1:9096'}]}",
 		"members and dns":         "ring: {self: gw-0, dns: 'x:1', members: [{name: gw-0, url: 'http://a:1'}]}",
 		"bad allowlist selector":  "allowlist: ['up{']",
