@@ -324,7 +324,7 @@ func TestPublicListenerServesOnlyPublicRoutes(t *testing.T) {
 	}
 	for _, p := range []string{
 		"/metrics/", "/METRICS", "/federate/", "/-/reload/", "/index.html", "/status",
-		"/api/v1/forward", "/api/v1/peer/write", "/-/forward", "/internal/write", "/peer/write", "/forward",
+		"/api/v1/forward", "/api/v1/peer/write", "/-/forward", "/internal/write", "/internal/v1/append", "/peer/write", "/forward",
 		"/debug/pprof/", "/api/v1/status/config",
 	} {
 		probes = append(probes, probe{http.MethodGet, p}, probe{http.MethodPost, p})

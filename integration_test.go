@@ -68,6 +68,21 @@ func TestIntegrationRing(t *testing.T) {
 		func() error { return r.servedByOwnerOnly(byOwner) }, procs...)
 	checkCentral(t, "http://"+centralAddr, byOwner, procs)
 
+	// The peer endpoint is served on the internal listener only: on the
+	// public one it does not exist, even with the right secret.
+	for _, n := range r.nodes {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+n.public+"/internal/v1/append", strings.NewReader("FGB1"))
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(ringPeerSecret))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s: POST /internal/v1/append on the public listener answered %d", n.name, resp.StatusCode)
+		}
+	}
+
 	// Every instance forwarded to both others, counted by peer, and stored
 	// nothing itself: it was sent only tenants it does not own.
 	for i, n := range r.nodes {
