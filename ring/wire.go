@@ -7,6 +7,7 @@ import (
 	"math"
 	"unsafe"
 
+	"github.com/fedgate/fedgate/wal/codec"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -64,38 +65,38 @@ func (d *BatchDecoder) Decode(b []byte) (*head.Batch, error) {
 	if len(b) < len(batchMagic) || string(b[:len(batchMagic)]) != batchMagic {
 		return nil, fmt.Errorf("%w: bad magic", ErrBadBatch)
 	}
-	r := reader{b: b[len(batchMagic):]}
-	tenant := r.bytes(r.uvarint())
-	maxSeries := r.uvarint()
-	n := r.uvarint()
-	if r.err == nil && n > uint64(len(r.b)) { // every series takes at least two bytes
-		r.err = errShort
+	r := codec.Reader{B: b[len(batchMagic):]}
+	tenant := r.Bytes(r.Uvarint())
+	maxSeries := r.Uvarint()
+	n := r.Uvarint()
+	if r.Err == nil && n > uint64(len(r.B)) { // every series takes at least two bytes
+		r.Err = codec.ErrShort
 	}
 	d.batch.Series = d.batch.Series[:0]
 	d.samples = d.samples[:0]
 	d.ends = d.ends[:0]
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		lbls := r.bytes(r.uvarint())
-		if r.err == nil && !validPacked(lbls) {
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		lbls := r.Bytes(r.Uvarint())
+		if r.Err == nil && !validPacked(lbls) {
 			return nil, fmt.Errorf("%w: series %d: labels are not packed label pairs", ErrBadBatch, i)
 		}
-		m := r.uvarint()
-		if r.err == nil && m > uint64(len(r.b))/9 {
-			r.err = errShort
+		m := r.Uvarint()
+		if r.Err == nil && m > uint64(len(r.B))/9 {
+			r.Err = codec.ErrShort
 		}
-		for j := uint64(0); j < m && r.err == nil; j++ {
-			t := r.varint()
-			v := math.Float64frombits(r.fixed64())
+		for j := uint64(0); j < m && r.Err == nil; j++ {
+			t := r.Varint()
+			v := math.Float64frombits(r.Uint64())
 			d.samples = append(d.samples, head.Sample{T: t, V: v})
 		}
 		d.batch.Series = append(d.batch.Series, head.BatchSeries{Labels: lbls})
 		d.ends = append(d.ends, len(d.samples))
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.err = fmt.Errorf("%d bytes after the last series", len(r.b))
+	if r.Err == nil && len(r.B) != 0 {
+		r.Err = fmt.Errorf("%d bytes after the last series", len(r.B))
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadBatch, r.err)
+	if r.Err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadBatch, r.Err)
 	}
 	prev := 0
 	for i, end := range d.ends {
@@ -105,59 +106,6 @@ func (d *BatchDecoder) Decode(b []byte) (*head.Batch, error) {
 	d.batch.Tenant = unsafe.String(unsafe.SliceData(tenant), len(tenant))
 	d.batch.MaxSeries = int(min(maxSeries, math.MaxInt32))
 	return &d.batch, nil
-}
-
-var errShort = errors.New("unexpected end")
-
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errShort
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.err = errShort
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) fixed64() uint64 {
-	if r.err != nil || len(r.b) < 8 {
-		r.err = errShort
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *reader) bytes(n uint64) []byte {
-	if r.err != nil || n > uint64(len(r.b)) {
-		r.err = errShort
-		return nil
-	}
-	out := r.b[:n]
-	r.b = r.b[n:]
-	return out
 }
 
 // validPacked reports whether b is a sequence of complete name/value pairs

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"math"
 
+	"github.com/fedgate/fedgate/wal/codec"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -73,19 +74,19 @@ func appendTombstones(b []byte, ss []*head.Series) []byte {
 // once the whole payload has decoded.
 func decodeTombstones(payload []byte, fn func(ref uint64)) error {
 	for pass := range 2 {
-		r := payloadReader{b: payload}
-		n := r.uvarint()
-		for i := uint64(0); i < n && r.err == nil; i++ {
-			ref := r.uvarint()
-			if pass == 1 && r.err == nil {
+		r := codec.Reader{B: payload}
+		n := r.Uvarint()
+		for i := uint64(0); i < n && r.Err == nil; i++ {
+			ref := r.Uvarint()
+			if pass == 1 && r.Err == nil {
 				fn(ref)
 			}
 		}
-		if r.err == nil && len(r.b) != 0 {
-			r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
+		if r.Err == nil && len(r.B) != 0 {
+			r.Err = fmt.Errorf("%d bytes after the last entry", len(r.B))
 		}
-		if r.err != nil {
-			return fmt.Errorf("tombstones record: %w", r.err)
+		if r.Err != nil {
+			return fmt.Errorf("tombstones record: %w", r.Err)
 		}
 	}
 	return nil
@@ -145,66 +146,6 @@ func putPaddedUvarint(dst []byte, v uint64) {
 	}
 }
 
-var errShort = errors.New("payload ends early")
-
-// payloadReader decodes a record payload.
-type payloadReader struct {
-	b   []byte
-	err error
-}
-
-func (r *payloadReader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errShort
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *payloadReader) varint() int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.err = errShort
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *payloadReader) bytes(n uint64) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(len(r.b)) {
-		r.err = errShort
-		return nil
-	}
-	out := r.b[:n]
-	r.b = r.b[n:]
-	return out
-}
-
-func (r *payloadReader) uint64() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	if len(r.b) < 8 {
-		r.err = errShort
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
 // decodeSeries calls fn for each entry of a series record payload, once
 // the whole payload has decoded: a record that does not decode applies
 // nothing (replay may truncate it away, and what it applied would then not
@@ -217,23 +158,23 @@ func decodeSeries(payload []byte, fn func(ref uint64, tenant, labels []byte)) er
 }
 
 func walkSeries(payload []byte, fn func(ref uint64, tenant, labels []byte)) error {
-	r := payloadReader{b: payload}
-	n := r.uvarint()
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		ref := r.uvarint()
-		tenant := r.bytes(r.uvarint())
-		labels := r.bytes(r.uvarint())
-		if r.err == nil && !validLabels(labels) {
-			r.err = errLabels
+	r := codec.Reader{B: payload}
+	n := r.Uvarint()
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		ref := r.Uvarint()
+		tenant := r.Bytes(r.Uvarint())
+		labels := r.Bytes(r.Uvarint())
+		if r.Err == nil && !validLabels(labels) {
+			r.Err = errLabels
 		}
-		if r.err == nil && fn != nil {
+		if r.Err == nil && fn != nil {
 			fn(ref, tenant, labels)
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
+	if r.Err == nil && len(r.B) != 0 {
+		r.Err = fmt.Errorf("%d bytes after the last entry", len(r.B))
 	}
-	return r.err
+	return r.Err
 }
 
 var errLabels = errors.New("labels are not a packed label set")
@@ -276,19 +217,19 @@ func decodeSamples(payload []byte, fn func(ref uint64, t int64, v float64)) erro
 }
 
 func walkSamples(payload []byte, fn func(ref uint64, t int64, v float64)) error {
-	r := payloadReader{b: payload}
-	n := r.uvarint()
-	base := r.varint()
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		ref := r.uvarint()
-		t := base + r.varint()
-		v := math.Float64frombits(r.uint64())
-		if r.err == nil && fn != nil {
+	r := codec.Reader{B: payload}
+	n := r.Uvarint()
+	base := r.Varint()
+	for i := uint64(0); i < n && r.Err == nil; i++ {
+		ref := r.Uvarint()
+		t := base + r.Varint()
+		v := math.Float64frombits(r.Uint64())
+		if r.Err == nil && fn != nil {
 			fn(ref, t, v)
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
+	if r.Err == nil && len(r.B) != 0 {
+		r.Err = fmt.Errorf("%d bytes after the last entry", len(r.B))
 	}
-	return r.err
+	return r.Err
 }
