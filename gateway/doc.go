@@ -3,12 +3,18 @@
 //
 // # The write path
 //
-// One request goes: authenticate -> media type (415) -> body read through a
-// limit -> snappy.DecodedLen against max_request_bytes (413) -> decode into a
-// pooled remotewrite.Request -> per series: drop empty-valued labels, stamp
-// the cluster label, sort, validate -> pack the labels -> Storage.Append ->
-// answer. Storage.Append returns only when the samples are stored (durably,
-// once a WAL is behind it); the answer is sent after that, never before.
+// One request goes: authenticate (401) -> media type (415) -> the tenant's
+// token bucket can cover a request like its last one (429, before the body
+// is read) -> body size (413) -> a processing slot (brief queue, then 503)
+// -> body read through a limit -> snappy.DecodedLen against
+// max_request_bytes (413) -> decode into a pooled remotewrite.Request -> per
+// series (Settings.resolve): the client's cluster label out, the tenant's
+// pipeline (allowlist, relabel_configs, anonymization; results memoized per
+// series), the cluster label stamped, sort, validate, pack -> the whole
+// request charged to the bucket (429) -> Storage.Append (ring.Router: the
+// local WAL, or the tenant's owner) -> answer. Storage.Append returns only
+// when the samples are on disk on their owner; the answer is sent after
+// that, never before.
 //
 // Everything per request lives in one pooled writeState; nothing is
 // allocated per series. Strings in the decoded request point into the pooled

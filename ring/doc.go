@@ -20,9 +20,18 @@
 // answers are sorted naturally and why a member missing from one answer can
 // be kept for DNSOptions.RemoveAfter.
 //
-// An instance never computes ownership from a ring it is not in: New refuses
-// a self that names no member, and DNS discovery keeps the ring in force
-// when an answer is empty, fails, or lacks this instance.
+// An instance never computes ownership from a ring it is not in by
+// accident: New refuses a self that names no member, and DNS discovery keeps
+// the ring in force when an answer is empty, fails, or lacks this instance.
+// NewDraining builds, on purpose, the ring of an instance being removed: it
+// owns nothing.
+//
+// Forwarding: Router is the write path's storage. It stores a batch locally
+// when this instance owns its tenant and otherwise forwards it, already
+// validated and relabeled, to the owner's PeerPath (PeerHandler, internal
+// listener, shared secret), synchronously, answering with the owner's
+// verdict. Router.Handoff moves the held series of tenants this instance no
+// longer owns to their new owner. The batch format is drawn in wire.go.
 //
 // With DNS discovery, a typical start:
 //
