@@ -41,8 +41,13 @@ test-prometheus3:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -cpu=1 ./...
 
+# Every fuzz target of ./fuzz/ in turn, FUZZTIME each.
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeWriteRequest -fuzztime=$(FUZZTIME) ./fuzz/
+	@targets=$$($(GO) test -list='^Fuzz' ./fuzz/ | grep '^Fuzz') || exit 1; \
+	for t in $$targets; do \
+		echo "== $$t"; \
+		$(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./fuzz/ || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN) data/
