@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is one load run.
+type Config struct {
+	URL              string
+	Tenants          int
+	SeriesPerTenant  int
+	SeriesPerRequest int
+	Concurrency      int
+	Rounds           int
+	WarmupRounds     int
+	Auth             string // bearer, basic or none
+	TenantLabel      string
+	PID              int
+	Interval         time.Duration
+	Timeout          time.Duration
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.URL == "":
+		return errors.New("-url is empty")
+	case c.Tenants < 1 || c.Tenants > 1000:
+		return fmt.Errorf("-tenants %d: want 1..1000", c.Tenants)
+	case c.SeriesPerTenant < 1:
+		return fmt.Errorf("-series-per-tenant %d: want > 0", c.SeriesPerTenant)
+	case c.SeriesPerRequest < 1:
+		return fmt.Errorf("-series-per-request %d: want > 0", c.SeriesPerRequest)
+	case c.Concurrency < 1:
+		return fmt.Errorf("-concurrency %d: want > 0", c.Concurrency)
+	case c.Rounds < 1:
+		return fmt.Errorf("-rounds %d: want > 0", c.Rounds)
+	case c.WarmupRounds < 0:
+		return fmt.Errorf("-warmup-rounds %d: want >= 0", c.WarmupRounds)
+	case c.Interval <= 0:
+		return fmt.Errorf("-interval %s: want > 0", c.Interval)
+	case c.Timeout <= 0:
+		return fmt.Errorf("-timeout %s: want > 0", c.Timeout)
+	}
+	switch c.Auth {
+	case "bearer", "basic", "none":
+	default:
+		return fmt.Errorf("-auth %q: want bearer, basic or none", c.Auth)
+	}
+	return nil
+}
+
+func tenantID(i int) string    { return fmt.Sprintf("t-%03d", i) }
+func tenantToken(i int) string { return fmt.Sprintf("tok-%03d", i) }
