@@ -86,20 +86,7 @@ func TestEndToEndPrometheus3(t *testing.T) {
 
 	// (a) The Agent's series arrive, all stamped with its tenant's ID.
 	const agentJob = "prom3-agent-self"
-	waitQuery(t, central, fmt.Sprintf(`up{job=%q}`, agentJob), time.Until(deadline), func(v []promSample) error {
-		if len(v) == 0 {
-			return errEmpty
-		}
-		for _, s := range v {
-			if s.Metric["cluster_id"] != agentTenant.id {
-				return final{fmt.Errorf("want cluster_id=%q", agentTenant.id)}
-			}
-			if s.value() != "1" {
-				return errors.New("want up == 1")
-			}
-		}
-		return nil
-	}, procs...)
+	waitUpStamped(t, central, agentJob, agentTenant.id, time.Until(deadline), procs...)
 	v, err := promQuery(central, fmt.Sprintf(`count by (cluster_id) ({job=%q})`, agentJob))
 	if err != nil {
 		t.Fatal(err)

@@ -120,6 +120,26 @@ scrape_configs:
 `
 )
 
+// waitUpStamped waits until the central Prometheus has up{job} == 1, every
+// series of it carrying cluster_id=id.
+func waitUpStamped(t *testing.T, central, job, id string, timeout time.Duration, procs ...*process) {
+	t.Helper()
+	waitQuery(t, central, fmt.Sprintf(`up{job=%q}`, job), timeout, func(v []promSample) error {
+		if len(v) == 0 {
+			return errEmpty
+		}
+		for _, s := range v {
+			if s.Metric["cluster_id"] != id {
+				return final{fmt.Errorf("want cluster_id=%q", id)}
+			}
+			if s.value() != "1" {
+				return errors.New("want up == 1")
+			}
+		}
+		return nil
+	}, procs...)
+}
+
 // fill replaces {{key}} placeholders: fill(s, "self", addr, ...).
 func fill(tmpl string, kv ...string) string {
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -235,20 +255,7 @@ func TestEndToEndRealPeers(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	for _, c := range clusters {
 		// Each cluster's own up series arrives, stamped with its own ID.
-		waitQuery(t, central, fmt.Sprintf(`up{job=%q}`, c.job), time.Until(deadline), func(v []promSample) error {
-			if len(v) == 0 {
-				return errEmpty
-			}
-			for _, s := range v {
-				if s.Metric["cluster_id"] != c.id {
-					return final{fmt.Errorf("want cluster_id=%q", c.id)}
-				}
-				if s.value() != "1" {
-					return errors.New("want up == 1")
-				}
-			}
-			return nil
-		}, procs...)
+		waitUpStamped(t, central, c.job, c.id, time.Until(deadline), procs...)
 		// Every series of the job carries exactly that cluster label.
 		waitQuery(t, central, fmt.Sprintf(`count by (cluster_id) ({job=%q})`, c.job), time.Until(deadline), func(v []promSample) error {
 			if len(v) == 0 {
