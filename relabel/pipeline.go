@@ -5,8 +5,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	promrelabel "github.com/prometheus/prometheus/model/relabel"
-	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/gateway/remotewrite"
 )
 
@@ -35,7 +35,7 @@ type Pipeline struct {
 func NewPipeline(tenant string, allowlist []string, rules []*promrelabel.Config, anonymize []string, anon *Anonymizer, memo *Memo) (*Pipeline, error) {
 	p := &Pipeline{tenant: tenant, rules: rules, anon: anon, anonNames: anonymize, memo: memo}
 	for _, sel := range allowlist {
-		ms, err := parser.ParseMetricSelector(sel)
+		ms, err := config.ParseSelector(sel)
 		if err != nil {
 			return nil, err
 		}

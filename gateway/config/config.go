@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
@@ -301,7 +302,7 @@ func (f *File) Validate() error {
 		return fmt.Errorf("ring: %w", err)
 	}
 	for i, sel := range f.Allowlist {
-		if err := ValidateSelector(sel); err != nil {
+		if _, err := ParseSelector(sel); err != nil {
 			return fmt.Errorf("allowlist[%d]: %w", i, err)
 		}
 	}
@@ -328,20 +329,20 @@ func (f *File) Validate() error {
 	return nil
 }
 
-// ValidateSelector checks a series selector as the allowlist and /federate
-// take it: PromQL syntax, and at least one matcher that does not match the
-// empty string.
-func ValidateSelector(sel string) error {
+// ParseSelector parses a series selector as the allowlist and /federate
+// take it: PromQL syntax and, as in PromQL, at least one matcher that does
+// not match the empty string (a selector may not match every series).
+func ParseSelector(sel string) ([]*labels.Matcher, error) {
 	ms, err := parser.ParseMetricSelector(sel)
 	if err != nil {
-		return fmt.Errorf("bad selector %q: %w", sel, err)
+		return nil, fmt.Errorf("bad selector %q: %w", sel, err)
 	}
 	for _, m := range ms {
 		if !m.Matches("") {
-			return nil
+			return ms, nil
 		}
 	}
-	return fmt.Errorf("bad selector %q: it must contain at least one non-empty matcher", sel)
+	return nil, fmt.Errorf("bad selector %q: it must contain at least one non-empty matcher", sel)
 }
 
 // validateRelabel checks what Prometheus' own validation lets through but

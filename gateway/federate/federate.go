@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -168,14 +167,9 @@ type selector struct {
 func parseSelectors(args []string) ([]selector, error) {
 	sels := make([]selector, 0, len(args))
 	for _, a := range args {
-		ms, err := parser.ParseMetricSelector(a)
+		ms, err := config.ParseSelector(a)
 		if err != nil {
-			return nil, fmt.Errorf("bad match[] %q: %w", a, err)
-		}
-		// As in PromQL, a selector must not match every series: at least one
-		// matcher must reject the empty string.
-		if !slices.ContainsFunc(ms, func(m *labels.Matcher) bool { return !m.Matches("") }) {
-			return nil, fmt.Errorf("bad match[] %q: vector selector must contain at least one non-empty matcher", a)
+			return nil, fmt.Errorf("match[]: %w", err)
 		}
 		var s selector
 		for _, m := range ms {
