@@ -9,6 +9,7 @@ import (
 
 	"github.com/fedgate/fedgate/gateway/remotewrite"
 	"github.com/fedgate/fedgate/gateway/remotewrite/remotewritetest"
+	"github.com/fedgate/fedgate/wal/codec"
 )
 
 // BenchmarkReadBody is the first stage: reading a 2,000-series body through
@@ -21,7 +22,7 @@ func BenchmarkReadBody(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
 		var err error
-		if buf, err = readBody(buf[:0], bytes.NewReader(body), int64(len(body)), 1<<24); err != nil {
+		if buf, err = codec.ReadLimited(buf[:0], bytes.NewReader(body), int64(len(body)), 1<<24); err != nil {
 			b.Fatal(err)
 		}
 		n, _ := snappy.DecodedLen(buf)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/gateway/remotewrite"
 	"github.com/fedgate/fedgate/relabel"
+	"github.com/fedgate/fedgate/wal/codec"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -304,7 +304,7 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 
 	// The body is read through a limit, and the decoded size is checked
 	// before anything of that size is allocated.
-	body, err := readBody(st.body[:0], http.MaxBytesReader(w, r.Body, int64(maxBody)), r.ContentLength, maxBody)
+	body, err := codec.ReadLimited(st.body[:0], http.MaxBytesReader(w, r.Body, int64(maxBody)), r.ContentLength, maxBody)
 	st.body = body
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -397,28 +397,6 @@ func (h *WriteHandler) appendSamples(st *writeState, s *remotewrite.Series, maxT
 		}
 	}
 	st.ends = append(st.ends, seriesEnd{packed: len(st.packed), samples: len(st.samples)})
-}
-
-// readBody reads r into dst, growing it by doubling but never past
-// limit+1 bytes, and trusting Content-Length only up to 1 MiB: a slow,
-// lying or oversized client costs at most about twice the limit.
-func readBody(dst []byte, r io.Reader, contentLength int64, limit int) ([]byte, error) {
-	if contentLength > 0 && cap(dst) < int(contentLength) {
-		dst = slices.Grow(dst, min(int(contentLength)+1, 1<<20))
-	}
-	for {
-		if len(dst) == cap(dst) {
-			dst = slices.Grow(dst, max(1, min(max(len(dst), 64<<10), limit+1-len(dst))))
-		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
-	}
 }
 
 // acquire takes a processing slot, waiting at most the queue timeout.

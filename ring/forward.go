@@ -18,6 +18,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fedgate/fedgate/wal/codec"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -235,7 +236,7 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := h.pool.Get().(*peerState)
 	defer h.pool.Put(st)
 	var err error
-	st.body, err = readAll(st.body[:0], http.MaxBytesReader(w, r.Body, int64(h.maxBody)))
+	st.body, err = codec.ReadLimited(st.body[:0], http.MaxBytesReader(w, r.Body, int64(h.maxBody)), r.ContentLength, h.maxBody)
 	if err != nil {
 		h.refused.WithLabelValues("malformed").Inc()
 		http.Error(w, "read batch: "+err.Error(), http.StatusBadRequest)
@@ -278,22 +279,5 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.logger.Warn("storing a forwarded batch failed", "tenant", b.Tenant, "err", err)
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-	}
-}
-
-// readAll reads r into dst, growing by doubling.
-func readAll(dst []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
 	}
 }

@@ -1,11 +1,13 @@
-// Package codec reads the little binary formats fedgate writes: WAL record
-// payloads and batches forwarded between instances. It owns decoding
-// primitives only, never a format.
+// Package codec reads the little binary formats fedgate writes (WAL record
+// payloads, batches forwarded between instances) and request bodies that
+// carry them. It owns reading primitives only, never a format.
 package codec
 
 import (
 	"encoding/binary"
 	"errors"
+	"io"
+	"slices"
 )
 
 // ErrShort is the error of a Reader that ran past its input.
@@ -67,4 +69,26 @@ func (r *Reader) Bytes(n uint64) []byte {
 	out := r.B[:n]
 	r.B = r.B[n:]
 	return out
+}
+
+// ReadLimited reads r into dst, growing it by doubling but never past
+// limit+1 bytes, and trusting Content-Length only up to 1 MiB: a slow,
+// lying or oversized client costs at most about twice the limit.
+func ReadLimited(dst []byte, r io.Reader, contentLength int64, limit int) ([]byte, error) {
+	if contentLength > 0 && cap(dst) < int(contentLength) {
+		dst = slices.Grow(dst, min(int(contentLength)+1, 1<<20))
+	}
+	for {
+		if len(dst) == cap(dst) {
+			dst = slices.Grow(dst, max(1, min(max(len(dst), 64<<10), limit+1-len(dst))))
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
 }
