@@ -204,20 +204,7 @@ func requirePrometheus3(t *testing.T) string {
 // 3.x flag is --agent) on addr and waits until it is ready.
 func startPrometheus3(t *testing.T, bin, name, addr, config string, agent bool) *process {
 	t.Helper()
-	dir := t.TempDir()
-	args := []string{
-		"--config.file=" + writeFile(t, dir, "prometheus.yml", config),
-		"--web.listen-address=" + addr,
-		"--storage.remote.flush-deadline=1s", // do not linger on shutdown
-	}
-	if agent {
-		args = append(args, "--agent", "--storage.agent.path="+filepath.Join(dir, "data"))
-	} else {
-		args = append(args, "--storage.tsdb.path="+filepath.Join(dir, "data"))
-	}
-	p := startProcess(t, name, bin, args...)
-	waitHTTP200(t, "http://"+addr+"/-/ready", 30*time.Second, p)
-	return p
+	return startPrometheusBin(t, bin, "--agent", name, addr, config, agent)
 }
 
 // writeStatusCodes returns the code labels of fedgate_write_requests_total

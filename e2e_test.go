@@ -155,6 +155,14 @@ func fill(tmpl string, kv ...string) string {
 // addr and waits until it is ready.
 func startPrometheus(t *testing.T, name, addr, config string, agent bool) *process {
 	t.Helper()
+	return startPrometheusBin(t, "prometheus", "--enable-feature=agent", name, addr, config, agent)
+}
+
+// startPrometheusBin starts the Prometheus binary bin, in Agent mode (with
+// agentFlag, which differs between 2.x and 3.x) or as a server, and waits
+// until it is ready.
+func startPrometheusBin(t *testing.T, bin, agentFlag, name, addr, config string, agent bool) *process {
+	t.Helper()
 	dir := t.TempDir()
 	args := []string{
 		"--config.file=" + writeFile(t, dir, "prometheus.yml", config),
@@ -162,11 +170,11 @@ func startPrometheus(t *testing.T, name, addr, config string, agent bool) *proce
 		"--storage.remote.flush-deadline=1s", // do not linger on shutdown
 	}
 	if agent {
-		args = append(args, "--enable-feature=agent", "--storage.agent.path="+filepath.Join(dir, "data"))
+		args = append(args, agentFlag, "--storage.agent.path="+filepath.Join(dir, "data"))
 	} else {
 		args = append(args, "--storage.tsdb.path="+filepath.Join(dir, "data"))
 	}
-	p := startProcess(t, name, "prometheus", args...)
+	p := startProcess(t, name, bin, args...)
 	waitHTTP200(t, "http://"+addr+"/-/ready", 30*time.Second, p)
 	return p
 }
