@@ -2,11 +2,7 @@ package fuzz
 
 import (
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
-
-	"github.com/golang/snappy"
 
 	"github.com/fedgate/fedgate/gateway/remotewrite"
 	"github.com/fedgate/fedgate/gateway/remotewrite/remotewritetest"
@@ -25,30 +21,8 @@ const (
 // bits (remotewritetest.Diff lists every property). The decoding Request is
 // first filled from another payload, so reuse is fuzzed as well.
 func FuzzDecodeWriteRequest(f *testing.F) {
-	captured, err := filepath.Glob("../gateway/remotewrite/testdata/*.snappy")
-	if err != nil {
-		f.Fatal(err)
-	}
-	if len(captured) == 0 {
-		f.Fatal("no captured payloads in ../gateway/remotewrite/testdata")
-	}
-	for _, name := range captured {
-		compressed, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		b, err := snappy.Decode(nil, compressed)
-		if err != nil {
-			f.Fatalf("%s: %v", name, err)
-		}
-		// Whole top-level fields from the start of the payload, not all of
-		// it: the fuzzer minimizes every new interesting input for up to
-		// a minute, and minimizing a 30 KB one ate whole 60 s runs.
-		head := remotewritetest.Head(b, maxSeedSize)
-		if head == nil {
-			f.Fatalf("%s: no valid prefix of at most %d bytes", name, maxSeedSize)
-		}
-		f.Add(head)
+	for _, b := range capturedSeeds(f, maxSeedSize) {
+		f.Add(b)
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
 	for n := range 8 {

@@ -34,7 +34,7 @@ import (
 // so that names are mostly valid and the values and timestamps reach the
 // exposition writer.
 func FuzzFederate(f *testing.F) {
-	for _, b := range capturedSeeds(f) {
+	for _, b := range capturedSeeds(f, maxHandlerSeed) {
 		f.Add(b, true)
 	}
 	f.Add([]byte("\x03\x04up\x02\x00\x01\x00\x03job\x01\x22\x02\x05\x00"), false)
