@@ -48,7 +48,7 @@ func BenchmarkValidate(b *testing.B) {
 		b.Fatal(err)
 	}
 	lim := s.limits("cluster-a")
-	st := new(writeState)
+	st := &writeState{input: new(input)}
 	b.ReportAllocs()
 	for b.Loop() {
 		st.packed = st.packed[:0]

@@ -125,6 +125,7 @@ type WriteHandler struct {
 	logger   *slog.Logger
 	metrics  *writeMetrics
 	pool     sync.Pool // of *writeState
+	inputs   sync.Pool // of *input
 }
 
 // NewWriteHandler returns a handler storing into st.
@@ -141,7 +142,12 @@ func NewWriteHandler(s *Settings, st Storage, opts WriteOptions, logger *slog.Lo
 	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger}
 	h.metrics = newWriteMetrics(reg, h)
 	h.settings.Store(s)
-	h.pool.New = func() any { return new(writeState) }
+	h.inputs.New = func() any { return new(input) }
+	h.pool.New = func() any {
+		st := new(writeState)
+		st.release = func() { h.releaseInput(st) }
+		return st
+	}
 	return h
 }
 
@@ -153,12 +159,12 @@ func (h *WriteHandler) Apply(s *Settings) { h.settings.Store(s) }
 
 // writeState is everything one request needs, pooled.
 type writeState struct {
-	body    []byte
-	raw     []byte
-	req     remotewrite.Request
-	scratch []remotewrite.Label
-	relabel relabel.State
-	packed  []byte
+	// The request's bytes and decoded labels: given back as soon as the
+	// storage has read the batch's labels (head.Batch.ReleaseLabels), so
+	// that requests waiting for their fsync hold only their samples.
+	*input
+	release func() // st.releaseInput, made once per state
+
 	samples []head.Sample
 	ends    []seriesEnd
 	batch   head.Batch
@@ -168,25 +174,42 @@ type writeState struct {
 	discarded      map[string]int
 }
 
+// input is the part of a writeState that holds the request itself.
+type input struct {
+	body    []byte
+	raw     []byte
+	req     remotewrite.Request
+	scratch []remotewrite.Label
+	relabel relabel.State
+	packed  []byte
+}
+
 // seriesEnd records where a batch series' labels and samples end in the
 // flat buffers; slices are cut only once the buffers stop growing.
 type seriesEnd struct{ packed, samples int }
 
-// A writeState holding more than this is not kept in the pool.
+// An input or writeState holding more than this is not kept in its pool.
 const maxPooledState = 48 << 20
 
-// footprint returns the bytes the state's buffers hold.
+// footprint returns the bytes the input's buffers hold.
+func (in *input) footprint() int {
+	return cap(in.body) + cap(in.raw) + in.req.Footprint() +
+		cap(in.scratch)*int(unsafe.Sizeof(remotewrite.Label{})) + cap(in.packed)
+}
+
+func (in *input) reset() {
+	in.body = in.body[:0]
+	in.req.Reset()
+	in.packed = in.packed[:0]
+}
+
+// footprint returns the bytes the state's own buffers hold.
 func (st *writeState) footprint() int {
-	return cap(st.body) + cap(st.raw) + st.req.Footprint() +
-		cap(st.scratch)*int(unsafe.Sizeof(remotewrite.Label{})) + cap(st.packed) +
-		cap(st.samples)*int(unsafe.Sizeof(head.Sample{})) + cap(st.ends)*int(unsafe.Sizeof(seriesEnd{})) +
+	return cap(st.samples)*int(unsafe.Sizeof(head.Sample{})) + cap(st.ends)*int(unsafe.Sizeof(seriesEnd{})) +
 		cap(st.batch.Series)*int(unsafe.Sizeof(head.BatchSeries{}))
 }
 
 func (st *writeState) reset() {
-	st.body = st.body[:0]
-	st.req.Reset()
-	st.packed = st.packed[:0]
 	st.samples = st.samples[:0]
 	st.ends = st.ends[:0]
 	st.batch.Series = st.batch.Series[:0]
@@ -214,6 +237,7 @@ func (st *writeState) reject(reason, msg string, samples int, ls []remotewrite.L
 func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h.pool.Get().(*writeState)
+	st.input = h.inputs.Get().(*input)
 	ten, err := h.serve(w, r, st)
 	code := statusOf(err)
 	h.putState(st)
@@ -261,11 +285,27 @@ func refusalReason(err error) string {
 }
 
 func (h *WriteHandler) putState(st *writeState) {
+	h.releaseInput(st)
 	if st.footprint() > maxPooledState {
 		return // a rare huge request: let its buffers go
 	}
 	st.reset()
 	h.pool.Put(st)
+}
+
+// releaseInput gives st's input back to its pool, once: nothing of the
+// request's bytes or labels may be read after it.
+func (h *WriteHandler) releaseInput(st *writeState) {
+	in := st.input
+	if in == nil {
+		return
+	}
+	st.input = nil
+	if in.footprint() > maxPooledState {
+		return
+	}
+	in.reset()
+	h.inputs.Put(in)
 }
 
 func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeState) (*tenantState, error) {
@@ -351,9 +391,10 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 		st.discard(reasonRateLimited, len(st.samples))
 		return ten, h.rateLimited(ten, now, wait, len(st.samples))
 	}
-	stored := len(st.samples)
+	stored, total := len(st.samples), len(st.req.Series)
 	if len(st.batch.Series) > 0 {
 		st.batch.MaxSeries = lim.MaxSeries
+		st.batch.ReleaseLabels = st.release
 		err := h.storage.Append(r.Context(), &st.batch)
 		var limited *head.SeriesLimitError
 		switch {
@@ -373,7 +414,7 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 	h.metrics.accepted.Add(float64(stored))
 	if st.rejectedSeries > 0 {
 		return ten, fmt.Errorf("%w: %d of %d series rejected; first: %s",
-			errInvalidSeries, st.rejectedSeries, len(st.req.Series), st.firstReason)
+			errInvalidSeries, st.rejectedSeries, total, st.firstReason)
 	}
 	return ten, nil
 }
@@ -549,7 +590,7 @@ func (set *Settings) resolve(st *writeState, tenant string, lim *config.Limits, 
 // `fedgate check-config`, and runs the very code a push does.
 func (set *Settings) CheckSeries(tenant string, ls []remotewrite.Label) (stored head.Labels, dropped string, refused error) {
 	lim := set.limits(tenant)
-	st := new(writeState)
+	st := &writeState{input: new(input)}
 	switch out := set.resolve(st, tenant, lim, ls); {
 	case out.dropped != "":
 		return "", out.dropped, nil

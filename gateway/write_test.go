@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -308,7 +309,8 @@ func TestWriteAllocationsDoNotGrowWithSeries(t *testing.T) {
 				"namespace", "kube-system", "pod", fmt.Sprintf("coredns-%d", i), "container", "coredns")
 		}
 		body := encode(t, ts...)
-		st := new(writeState)
+		in := new(input)
+		st := &writeState{input: in}
 		serve := func() {
 			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
 			r.Header.Set("Authorization", "Bearer token-a")
@@ -316,6 +318,7 @@ func TestWriteAllocationsDoNotGrowWithSeries(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.reset()
+			in.reset()
 		}
 		serve()
 		return testing.AllocsPerRun(20, serve)
@@ -373,5 +376,73 @@ func TestChunkedBodyOverLimit(t *testing.T) {
 	h.ServeHTTP(w, r)
 	if w.Code != 413 {
 		t.Fatalf("got %d %q, want 413", w.Code, w.Body)
+	}
+}
+
+// releasingStore stores through a head as the WAL does — Prepare, labels
+// released, Commit — and runs during (once) after the release.
+type releasingStore struct {
+	hd     *head.Head
+	during func()
+}
+
+func (s *releasingStore) Append(_ context.Context, b *head.Batch) error {
+	ss, err := s.hd.Prepare(b, nil)
+	b.LabelsRead()
+	if f := s.during; f != nil {
+		s.during = nil
+		f()
+	}
+	s.hd.Commit(b, ss)
+	return err
+}
+
+// TestInputIsReusedOnlyAfterTheLabelsAreRead pins the early release of a
+// request's buffers: another request served while the first one's samples
+// are being stored (and which can reuse its buffers) changes nothing of the
+// first one's answer or samples.
+func TestInputIsReusedOnlyAfterTheLabelsAreRead(t *testing.T) {
+	s, err := NewSettings(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return testNow }
+	hd := head.New(head.Options{Retention: 10 * time.Minute, Now: now}, prometheus.NewRegistry())
+	store := &releasingStore{hd: hd}
+	h := NewWriteHandler(s, store, WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	ms := testNow.UnixMilli()
+	first := encode(t,
+		series(1, ms, "__name__", "first_a", "pod", "a"),
+		series(2, ms, "__name__", "bad", "x-y", "1"),
+		series(3, ms, "__name__", "first_b", "pod", "b"),
+	)
+	second := encode(t,
+		series(7, ms, "__name__", "second_series_with_a_longer_name", "pod", "zzzzzzzzzzzzzzzz"),
+		series(8, ms, "__name__", "second_series_with_a_longer_name", "pod", "yyyyyyyyyyyyyyyy"),
+	)
+	var inner *httptest.ResponseRecorder
+	store.during = func() { inner = (post{body: second, token: "token-a"}).do(h) }
+	outer := (post{body: first, token: "token-a"}).do(h)
+	if outer.Code != 400 || !strings.Contains(outer.Body.String(), "1 of 3 series rejected; first: invalid label name \"x-y\"") {
+		t.Fatalf("first request: %d %q", outer.Code, outer.Body)
+	}
+	if inner == nil || inner.Code != 204 {
+		t.Fatalf("second request: %v", inner)
+	}
+	for _, c := range []struct {
+		v  float64
+		kv []string
+	}{
+		{1, []string{"__name__", "first_a", "cluster_id", "cluster-a", "pod", "a"}},
+		{3, []string{"__name__", "first_b", "cluster_id", "cluster-a", "pod", "b"}},
+		{7, []string{"__name__", "second_series_with_a_longer_name", "cluster_id", "cluster-a", "pod", "zzzzzzzzzzzzzzzz"}},
+		{8, []string{"__name__", "second_series_with_a_longer_name", "cluster_id", "cluster-a", "pod", "yyyyyyyyyyyyyyyy"}},
+	} {
+		if v, _, ok := held(hd, c.kv...); !ok || v != c.v {
+			t.Errorf("%v: held %v (%v), want %v", c.kv, v, ok, c.v)
+		}
+	}
+	if hd.NumSeries() != 4 {
+		t.Errorf("%d series held, want 4", hd.NumSeries())
 	}
 }

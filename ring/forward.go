@@ -139,6 +139,7 @@ func (r *Router) Forward(ctx context.Context, m Member, b *head.Batch) error {
 	start := time.Now()
 	bp := r.bufs.Get().(*[]byte)
 	raw := AppendBatch((*bp)[:0], b)
+	b.LabelsRead()
 	body := snappy.Encode(nil, raw)
 	*bp = raw
 	r.bufs.Put(bp)

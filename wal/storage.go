@@ -102,6 +102,7 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 	defer s.cutMu.RUnlock()
 	var limitErr error // series refused by the tenant's limit; the rest is stored
 	st.ss, limitErr = s.head.Prepare(b, st.ss[:0])
+	b.LabelsRead() // series records are written from the held series
 	st.fresh = st.fresh[:0]
 	first, found := int64(0), false // the samples record's base timestamp
 	for i, x := range st.ss {

@@ -372,3 +372,47 @@ func TestDroppedSeriesStayDropped(t *testing.T) {
 		t.Fatalf("the series written again after its drop holds %d, want %d", got, now+1)
 	}
 }
+
+// TestLabelsAreReleasedBeforeTheSync pins head.Batch.ReleaseLabels: Append
+// calls it once, before it returns, and reads no label after it — labels
+// scribbled over in the callback change nothing held or logged.
+func TestLabelsAreReleasedBeforeTheSync(t *testing.T) {
+	e := newEnv(t)
+	st, hd, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	for round, from := range []int{0, 5} { // new series, then half held ones
+		b := batch("a", from, from+10, now-int64(1000-round))
+		calls := 0
+		b.ReleaseLabels = func() {
+			calls++
+			for i := range b.Series {
+				for k := range b.Series[i].Labels {
+					b.Series[i].Labels[k] = 'X'
+				}
+			}
+		}
+		mustAppend(t, st, b)
+		if calls != 1 {
+			t.Fatalf("round %d: ReleaseLabels called %d times, want 1", round, calls)
+		}
+	}
+	check := func(hd *head.Head) {
+		t.Helper()
+		for i := range 15 {
+			want := now - 1000
+			if i >= 5 {
+				want = now - 999
+			}
+			if got := held(hd, "a", i); got != want {
+				t.Fatalf("a/%d: held %d, want %d", i, got, want)
+			}
+		}
+		if hd.NumSeries() != 15 {
+			t.Fatalf("%d series held, want 15", hd.NumSeries())
+		}
+	}
+	check(hd)
+	st.Close()
+	_, hd, _ = e.open()
+	check(hd)
+}

@@ -35,6 +35,19 @@ type Batch struct {
 	// MaxSeries bounds the tenant's held series: a series of the batch that
 	// would be created beyond it is refused. 0 means no bound.
 	MaxSeries int
+	// ReleaseLabels, if set, is called by a store that will read no more of
+	// the batch's Labels (it may still read Samples), at most once, on the
+	// goroutine that called its Append and before that returns: the caller
+	// can then reuse the labels' memory while the batch is being logged.
+	ReleaseLabels func()
+}
+
+// LabelsRead calls b.ReleaseLabels, if set, and clears it.
+func (b *Batch) LabelsRead() {
+	if f := b.ReleaseLabels; f != nil {
+		b.ReleaseLabels = nil
+		f()
+	}
 }
 
 // ErrSeriesLimit is matched by a *SeriesLimitError.
