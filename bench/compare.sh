@@ -10,8 +10,9 @@
 #   SIZES=100000 RECEIVERS="fedgate victoriametrics" bench/compare.sh
 #
 # Knobs (env): SIZES, TENANTS, SERIES_PER_REQUEST, CONCURRENCY, ROUNDS,
-# WARMUP_ROUNDS, RECEIVERS, PROMETHEUS, VICTORIA_METRICS, RECEIVER_CPU,
-# LOADGEN_CPU, BASE_PORT.
+# WARMUP_ROUNDS, HALF_ROUNDS (rounds paced at half the measured samples/s,
+# for p99_half_ms; 0: none), RECEIVERS, PROMETHEUS, VICTORIA_METRICS,
+# RECEIVER_CPU, LOADGEN_CPU, BASE_PORT.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ SERIES_PER_REQUEST=${SERIES_PER_REQUEST:-2000}
 CONCURRENCY=${CONCURRENCY:-8}
 ROUNDS=${ROUNDS:-5}
 WARMUP_ROUNDS=${WARMUP_ROUNDS:-1}
+HALF_ROUNDS=${HALF_ROUNDS:-5}
 RECEIVERS=${RECEIVERS:-"fedgate prometheus victoriametrics"}
 PROMETHEUS=${PROMETHEUS:-/usr/bin/prometheus}
 VICTORIA_METRICS=${VICTORIA_METRICS:-/usr/bin/victoria-metrics}
@@ -124,6 +126,7 @@ stop() {
 field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
 
 ROWS=()
+NOTES=()
 for size in $SIZES; do
 	per_tenant=$((size / TENANTS))
 	for name in $RECEIVERS; do
@@ -131,7 +134,7 @@ for size in $SIZES; do
 		log "$name (pid $PID): $size series = $TENANTS tenants x $per_tenant"
 		taskset -c "$LOADGEN_CPU" "$TMP/bin/loadgen" -url="$WRITE_URL" -auth="$AUTH" -tenant-label="$TENANT_LABEL" \
 			-tenants="$TENANTS" -series-per-tenant="$per_tenant" -series-per-request="$SERIES_PER_REQUEST" \
-			-concurrency="$CONCURRENCY" -rounds="$ROUNDS" -warmup-rounds="$WARMUP_ROUNDS" -pid="$PID" \
+			-concurrency="$CONCURRENCY" -rounds="$ROUNDS" -warmup-rounds="$WARMUP_ROUNDS" -half-rounds="$HALF_ROUNDS" -pid="$PID" \
 			| tee "$TMP/$name-$size.out" >&2
 		result=$(grep '^RESULT ' "$TMP/$name-$size.out")
 		if [[ $name == victoriametrics ]]; then
@@ -148,13 +151,21 @@ for size in $SIZES; do
 		rss_all=$(awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$PID/status")
 		rm -f "$TMP/federate.txt"
 		log "$name: federate ${fed_s}s, $held series"
-		ROWS+=("$(printf '%-8s %-16s %14.0f %14.0f %9.1f %10.0f %12.0f %9.2f %9.2f %9d %6s' \
+		# p99 at half rate: "-" when the phase did not run.
+		p99_half=$(field half_p99_ms "$result")
+		p99_half=${p99_half:+$(printf '%.1f' "$p99_half")}
+		half_errors=$(field half_errors "$result")
+		if [[ ${half_errors:-0} != 0 ]]; then
+			NOTES+=("$size $name: $half_errors errors at half rate (its loadgen output is above)")
+		fi
+		ROWS+=("$(printf '%-8s %-16s %14.0f %14.0f %9.1f %11s %10.0f %12.0f %9.2f %9.2f %9d %6s' \
 			"$size" "$name" "$(field samples_per_s "$result")" "$(field samples_per_cpu_s "$result")" \
-			"$(field p99_ms "$result")" "$(field peak_rss_mb "$result")" "$rss_all" "$fed_s" \
+			"$(field p99_ms "$result")" "${p99_half:--}" "$(field peak_rss_mb "$result")" "$rss_all" "$fed_s" \
 			"$(awk -v a="$cpu_before" -v b="$cpu_after" 'BEGIN {print (b - a) / 100}')" "$held" "$(field errors "$result")")")
 		stop "$PID"
 	done
 done
 
-printf '\n%-8s %-16s %14s %14s %9s %10s %12s %9s %9s %9s %6s\n' series receiver samples/s samples/cpu-s p99_ms rss_mb rss+fed_mb fed_s fed_cpu_s fed_lines errors
+printf '\n%-8s %-16s %14s %14s %9s %11s %10s %12s %9s %9s %9s %6s\n' series receiver samples/s samples/cpu-s p99_ms p99_half_ms rss_mb rss+fed_mb fed_s fed_cpu_s fed_lines errors
 printf '%s\n' "${ROWS[@]}"
+if ((${#NOTES[@]})); then printf '%s\n' "${NOTES[@]}"; fi

@@ -25,7 +25,6 @@ import (
 
 var benchNow = time.UnixMilli(1_700_000_000_000)
 
-
 // BenchmarkWriteHandler is one whole request through the handler in
 // steady state (every series already held): auth, snappy, decode,
 // validate, stamp, pack, head update, answer.

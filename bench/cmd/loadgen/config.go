@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -15,7 +16,9 @@ type Config struct {
 	Concurrency      int
 	Rounds           int
 	WarmupRounds     int
-	Auth             string // bearer, basic or none
+	HalfRounds       int     // paced rounds after the measured ones; 0: none
+	Rate             float64 // samples/s the measured rounds are paced at; 0: as fast as possible
+	Auth             string  // bearer, basic or none
 	TenantLabel      string
 	PID              int
 	Interval         time.Duration
@@ -39,6 +42,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("-rounds %d: want > 0", c.Rounds)
 	case c.WarmupRounds < 0:
 		return fmt.Errorf("-warmup-rounds %d: want >= 0", c.WarmupRounds)
+	case c.HalfRounds < 0:
+		return fmt.Errorf("-half-rounds %d: want >= 0", c.HalfRounds)
+	case !(c.Rate >= 0) || math.IsInf(c.Rate, 1):
+		return fmt.Errorf("-rate %g: want a finite number >= 0", c.Rate)
 	case c.Interval <= 0:
 		return fmt.Errorf("-interval %s: want > 0", c.Interval)
 	case c.Timeout <= 0:

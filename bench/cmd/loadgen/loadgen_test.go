@@ -80,8 +80,15 @@ func TestConfigValidate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	c.Auth = "digest"
-	if c.Validate() == nil {
-		t.Fatal("-auth=digest accepted")
+	if c.Rate != 0 || c.HalfRounds != 0 {
+		t.Fatalf("defaults pace: -rate %g -half-rounds %d", c.Rate, c.HalfRounds)
+	}
+	if _, err := parseFlags([]string{"-rate=250000", "-half-rounds=5"}); err != nil {
+		t.Fatalf("-rate=250000 -half-rounds=5: %v", err)
+	}
+	for _, args := range [][]string{{"-auth=digest"}, {"-rate=-1"}, {"-rate=NaN"}, {"-rate=+Inf"}, {"-half-rounds=-1"}} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("%s accepted", args[0])
+		}
 	}
 }

@@ -10,9 +10,17 @@
 // any is sent, so timing never includes encoding. Each sender owns a fixed
 // shard of the requests, so every series' timestamps strictly increase.
 //
-// The last line of output is machine-readable:
+// Phases, one after the other in one run (a second run would send older
+// timestamps than the first): -warmup-rounds, not measured; -rounds,
+// measured, as fast as answers come back or paced at -rate samples/s;
+// then -half-rounds paced at half the samples/s the measured rounds
+// reached. A paced phase is open-loop: requests are due at fixed intervals
+// and each latency counts from its request's due time (see schedule).
 //
-//	RESULT samples_per_s=... p50_ms=... p99_ms=... cpu_s=... samples_per_cpu_s=... peak_rss_mb=... errors=...
+// The last line of output is machine-readable; the half_ keys are there
+// only when the half-rate phase ran:
+//
+//	RESULT samples_per_s=... p50_ms=... p99_ms=... cpu_s=... samples_per_cpu_s=... peak_rss_mb=... errors=... accepted=... requests=... half_rate=... half_samples_per_s=... half_p50_ms=... half_p99_ms=... half_errors=...
 package main
 
 import (
@@ -51,6 +59,8 @@ func parseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "concurrent senders, each owning a fixed shard of the requests")
 	fs.IntVar(&c.Rounds, "rounds", 5, "measured rounds; each sends every series one new sample")
 	fs.IntVar(&c.WarmupRounds, "warmup-rounds", 1, "rounds sent before measuring (the first creates the series)")
+	fs.IntVar(&c.HalfRounds, "half-rounds", 0, "after the measured rounds, this many more paced at half their accepted samples/s; 0: none")
+	fs.Float64Var(&c.Rate, "rate", 0, "pace the measured rounds at this many samples/s; 0: as fast as possible")
 	fs.StringVar(&c.Auth, "auth", "bearer", "bearer (tok-NNN), basic (t-NNN / tok-NNN) or none")
 	fs.StringVar(&c.TenantLabel, "tenant-label", "", "if set, add this label with the tenant ID to every series (keeps tenants apart in receivers without tenants)")
 	fs.IntVar(&c.PID, "pid", 0, "receiver's pid: report its CPU seconds and peak RSS from /proc")

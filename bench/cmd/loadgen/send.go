@@ -52,7 +52,8 @@ type stats struct {
 	accepted  int64 // samples in requests answered 2xx
 	requests  int64
 	codes     map[string]int64 // "204", "429", "error" (transport)
-	latencies []time.Duration
+	latencies []time.Duration  // paced: from each request's due time
+	maxLag    time.Duration    // paced: the latest send after its due time
 	firstErr  string
 }
 
@@ -60,6 +61,7 @@ func (s *stats) merge(o *stats) {
 	s.accepted += o.accepted
 	s.requests += o.requests
 	s.latencies = append(s.latencies, o.latencies...)
+	s.maxLag = max(s.maxLag, o.maxLag)
 	for k, v := range o.codes {
 		s.codes[k] += v
 	}
@@ -88,10 +90,11 @@ func (s *stats) percentile(q float64) time.Duration {
 	return s.latencies[min(max(i, 0), len(s.latencies)-1)]
 }
 
-// sendRounds sends rounds [from, to) of every request. Sender w owns
-// requests w, w+concurrency, ...; it sends its shard round after round, so
-// each series' samples arrive in timestamp order.
-func (s *sender) sendRounds(ctx context.Context, reqs []*request, concurrency, from, to int) *stats {
+// sendRounds sends rounds [from, to) of every request, each sender its
+// shard. With sched nil it sends as fast as answers come back (closed
+// loop); otherwise each request waits for its due time and its latency
+// counts from then.
+func (s *sender) sendRounds(ctx context.Context, reqs []*request, concurrency, from, to int, sched *schedule) *stats {
 	all := &stats{codes: map[string]int64{}}
 	var (
 		wg sync.WaitGroup
@@ -103,13 +106,19 @@ func (s *sender) sendRounds(ctx context.Context, reqs []*request, concurrency, f
 		go func() {
 			defer wg.Done()
 			st := &stats{codes: map[string]int64{}}
-			for round := from; round < to; round++ {
-				for i := w; i < len(reqs); i += concurrency {
-					if ctx.Err() != nil {
+			for round, i := range shard(w, concurrency, len(reqs), from, to) {
+				t0 := time.Now()
+				if sched != nil {
+					t0 = start.Add(sched.due(round-from, i))
+					if !waitUntil(ctx, t0) {
 						break
 					}
-					s.push(ctx, reqs[i], round, st)
+					st.maxLag = max(st.maxLag, time.Since(t0))
 				}
+				if ctx.Err() != nil {
+					break
+				}
+				s.push(ctx, reqs[i], round, t0, st)
 			}
 			mu.Lock()
 			all.merge(st)
@@ -121,13 +130,14 @@ func (s *sender) sendRounds(ctx context.Context, reqs []*request, concurrency, f
 	return all
 }
 
-func (s *sender) push(ctx context.Context, r *request, round int, st *stats) {
+// push sends one round of r and records its answer; the latency counts
+// from t0.
+func (s *sender) push(ctx context.Context, r *request, round int, t0 time.Time, st *stats) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(r.bodies[round]))
 	if err != nil {
 		panic(err) // the URL was parsed once already; cannot fail here
 	}
 	req.Header = s.headers[r.tenant]
-	t0 := time.Now()
 	resp, err := s.client.Do(req)
 	st.requests++
 	if err != nil {
