@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strconv"
@@ -81,9 +82,6 @@ func packValid(dst []byte, ls []remotewrite.Label, lim *config.Limits) (_ []byte
 		if i > 0 && l.Name == ls[i-1].Name {
 			return dst[:orig], reasonDuplicateLabel, "duplicate label name " + quoteName(l.Name)
 		}
-		if !utf8.ValidString(l.Value) {
-			return dst[:orig], reasonInvalidUTF8, "label " + l.Name + " has a value that is not valid UTF-8" // l.Name is valid here
-		}
 		if l.Name == "__name__" {
 			if !validMetricName(l.Value) {
 				return dst[:orig], reasonInvalidName, "invalid metric name " + quoteName(l.Value)
@@ -95,7 +93,33 @@ func packValid(dst []byte, ls []remotewrite.Label, lim *config.Limits) (_ []byte
 	if !hasName {
 		return dst[:orig], reasonMissingName, "no metric name"
 	}
+	// Names are ASCII (checked above), so a packed set that is all ASCII
+	// has valid UTF-8 values: one pass over contiguous bytes instead of a
+	// call per value. Lengths over 127 and other bytes take the slow path.
+	if !isASCII(dst[orig:]) {
+		for _, l := range ls {
+			if !utf8.ValidString(l.Value) {
+				return dst[:orig], reasonInvalidUTF8, "label " + l.Name + " has a value that is not valid UTF-8" // l.Name is valid here
+			}
+		}
+	}
 	return dst, "", ""
+}
+
+// isASCII reports whether b has no byte above 0x7f, eight bytes at a time.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // Character classes of label and metric names, by byte.
