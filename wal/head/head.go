@@ -83,7 +83,7 @@ type Options struct {
 	Now func() time.Time
 }
 
-const stripeCount = 1024 // a power of two
+const stripeCount = 1 << stripeBits
 
 // Head is the latest-sample store. See the package documentation.
 type Head struct {
@@ -105,8 +105,8 @@ type Head struct {
 
 type stripe struct {
 	mu     sync.Mutex
-	series map[uint64]*Series
-	_      [40]byte // keep neighbouring stripe locks off one cache line
+	series seriesTable
+	_      [24]byte // keep neighbouring stripe locks off one cache line
 }
 
 type family struct {
@@ -125,7 +125,6 @@ type Series struct {
 	name   string // the __name__ value, a substring of labels
 	ref    uint64 // unique for the life of the data directory
 	hash   uint64
-	next   *Series // next series of the same hash in its stripe
 	tenant *tenant
 	famIdx int // index in its family; guarded by Head.famMu
 
@@ -155,9 +154,6 @@ func New(opts Options, reg prometheus.Registerer) *Head {
 	}
 	if h.now == nil {
 		h.now = time.Now
-	}
-	for i := range h.stripes {
-		h.stripes[i].series = make(map[uint64]*Series)
 	}
 	h.metrics = metrics{
 		created: prometheus.NewCounter(prometheus.CounterOpts{
@@ -370,22 +366,14 @@ func (h *Head) RestoreSample(s *Series, t int64, v float64) {
 	}
 }
 
-func (st *stripe) get(hash uint64, lbls []byte) *Series {
-	for s := st.series[hash]; s != nil; s = s.next {
-		if string(s.labels) == string(lbls) {
-			return s
-		}
-	}
-	return nil
-}
+func (st *stripe) get(hash uint64, lbls []byte) *Series { return st.series.get(hash, lbls) }
 
 // create adds a series to stripe st, which the caller has locked, and to its
 // family.
 func (h *Head) create(st *stripe, hash uint64, lbls []byte, ten *tenant, ref uint64) *Series {
 	s := &Series{labels: Labels(lbls), hash: hash, tenant: ten, ref: ref}
 	s.name = s.labels.Get("__name__")
-	s.next = st.series[hash]
-	st.series[hash] = s
+	st.series.insert(s)
 
 	h.famMu.Lock()
 	f := h.families[s.name]
@@ -502,11 +490,7 @@ func (h *Head) AppendAllSeries(dst []*Series) []*Series {
 	for i := range h.stripes {
 		st := &h.stripes[i]
 		st.mu.Lock()
-		for _, first := range st.series {
-			for s := first; s != nil; s = s.next {
-				dst = append(dst, s)
-			}
-		}
+		dst = st.series.appendAll(dst)
 		st.mu.Unlock()
 	}
 	return dst
@@ -534,23 +518,13 @@ func (h *Head) GCChunk(c int) {
 		st := &h.stripes[i]
 		removed = removed[:0]
 		st.mu.Lock()
-		for hash, first := range st.series {
-			var keep *Series // the chain rebuilt without expired series
-			for s := first; s != nil; {
-				next := s.next
-				if s.t.Load() < minT {
-					removed = append(removed, s)
-				} else {
-					s.next = keep
-					keep = s
-				}
-				s = next
+		for _, sl := range st.series.slots {
+			if sl.s != nil && sl.s.t.Load() < minT {
+				removed = append(removed, sl.s)
 			}
-			if keep == nil {
-				delete(st.series, hash)
-			} else {
-				st.series[hash] = keep
-			}
+		}
+		for _, s := range removed {
+			st.series.remove(s)
 		}
 		if len(removed) > 0 {
 			h.removeFromFamilies(removed)
@@ -573,22 +547,9 @@ func (h *Head) Remove(ss []*Series) {
 	for _, s := range ss {
 		st := &h.stripes[s.hash&(stripeCount-1)]
 		st.mu.Lock()
-		var prev *Series
-		for x := st.series[s.hash]; x != nil; prev, x = x, x.next {
-			if x != s {
-				continue
-			}
-			switch {
-			case prev != nil:
-				prev.next = x.next
-			case x.next != nil:
-				st.series[s.hash] = x.next
-			default:
-				delete(st.series, s.hash)
-			}
+		if st.series.remove(s) {
 			h.removeFromFamilies([]*Series{s})
 			removed = append(removed, s)
-			break
 		}
 		st.mu.Unlock()
 	}

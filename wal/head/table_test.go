@@ -1,0 +1,80 @@
+package head
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+)
+
+// TestSeriesTableMatchesAMap drives a table and a map with the same random
+// inserts, lookups and removals, with hashes drawn from a small set so that
+// runs, wrap-around and equal hashes of different labels are the common
+// case, and checks after every step that both hold the same series.
+func TestSeriesTableMatchesAMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 20 {
+		var tab seriesTable
+		want := map[string]*Series{}
+		hashes := 1 + rng.IntN(40)
+		for step := range 3000 {
+			key := fmt.Sprint(rng.IntN(300))
+			hash := uint64(rng.IntN(hashes)) << stripeBits
+			if h, ok := hashOf(want, key); ok {
+				hash = h
+			}
+			switch rng.IntN(3) {
+			case 0, 1:
+				if want[key] == nil {
+					s := &Series{labels: Labels(key), hash: hash}
+					tab.insert(s)
+					want[key] = s
+				}
+			case 2:
+				s := want[key]
+				if s == nil {
+					s = &Series{labels: Labels(key), hash: hash}
+				}
+				if got := tab.remove(s); got != (want[key] != nil) {
+					t.Fatalf("round %d step %d: remove(%s) = %v", round, step, key, got)
+				}
+				delete(want, key)
+			}
+			if tab.n != len(want) || tab.n*4 > len(tab.slots)*3 {
+				t.Fatalf("round %d step %d: n %d, %d slots, want %d series", round, step, tab.n, len(tab.slots), len(want))
+			}
+			if got := tab.get(hash, []byte(key)); got != want[key] {
+				t.Fatalf("round %d step %d: get(%s) = %v, want %v", round, step, key, got, want[key])
+			}
+			if step%16 != 0 {
+				continue
+			}
+			for k, s := range want {
+				if got := tab.get(s.hash, []byte(k)); got != s {
+					t.Fatalf("round %d step %d: get(%s) = %v, want %v", round, step, k, got, s)
+				}
+			}
+			if got := tab.get(hash, []byte("absent")); got != nil {
+				t.Fatalf("round %d step %d: found an absent series", round, step)
+			}
+			if all := tab.appendAll(nil); len(all) != len(want) {
+				t.Fatalf("round %d step %d: appendAll gave %d series, want %d", round, step, len(all), len(want))
+			}
+		}
+	}
+}
+
+func hashOf(m map[string]*Series, key string) (uint64, bool) {
+	if s := m[key]; s != nil {
+		return s.hash, true
+	}
+	return 0, false
+}
+
+// TestSeriesSize pins the head's per-series struct to its allocation size
+// class: a field more moves every held series to the next class.
+func TestSeriesSize(t *testing.T) {
+	if got := unsafe.Sizeof(Series{}); got > 96 {
+		t.Fatalf("Series is %d bytes, more than 96", got)
+	}
+}
