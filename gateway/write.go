@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -124,8 +125,9 @@ type WriteHandler struct {
 	tenants  tenants
 	logger   *slog.Logger
 	metrics  *writeMetrics
-	pool     sync.Pool // of *writeState
-	inputs   sync.Pool // of *input
+	pool     sync.Pool     // of *writeState
+	inputs   sync.Pool     // of *input
+	decoding chan struct{} // a turn per request decoding, one per CPU
 }
 
 // NewWriteHandler returns a handler storing into st.
@@ -139,7 +141,8 @@ func NewWriteHandler(s *Settings, st Storage, opts WriteOptions, logger *slog.Lo
 	if opts.QueueTimeout <= 0 {
 		opts.QueueTimeout = time.Second
 	}
-	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger}
+	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger,
+		decoding: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	h.metrics = newWriteMetrics(reg, h)
 	h.settings.Store(s)
 	h.inputs.New = func() any { return new(input) }
@@ -159,11 +162,14 @@ func (h *WriteHandler) Apply(s *Settings) { h.settings.Store(s) }
 
 // writeState is everything one request needs, pooled.
 type writeState struct {
-	// The request's bytes and decoded labels: given back as soon as the
-	// storage has read the batch's labels (head.Batch.ReleaseLabels), so
-	// that requests waiting for their fsync hold only their samples.
+	body []byte // as sent
+	// The decoded request and its labels: taken once the body is in, for
+	// at most one request per CPU at a time, and given back as soon as
+	// the storage has read the batch's labels (head.Batch.ReleaseLabels),
+	// so that requests waiting for their fsync hold only their samples.
 	*input
-	release func() // st.releaseInput, made once per state
+	release   func() // h.releaseInput(st), made once per state
+	holdsTurn bool   // of h.decoding
 
 	samples []head.Sample
 	ends    []seriesEnd
@@ -176,7 +182,6 @@ type writeState struct {
 
 // input is the part of a writeState that holds the request itself.
 type input struct {
-	body    []byte
 	raw     []byte
 	req     remotewrite.Request
 	scratch []remotewrite.Label
@@ -193,23 +198,23 @@ const maxPooledState = 48 << 20
 
 // footprint returns the bytes the input's buffers hold.
 func (in *input) footprint() int {
-	return cap(in.body) + cap(in.raw) + in.req.Footprint() +
+	return cap(in.raw) + in.req.Footprint() +
 		cap(in.scratch)*int(unsafe.Sizeof(remotewrite.Label{})) + cap(in.packed)
 }
 
 func (in *input) reset() {
-	in.body = in.body[:0]
 	in.req.Reset()
 	in.packed = in.packed[:0]
 }
 
 // footprint returns the bytes the state's own buffers hold.
 func (st *writeState) footprint() int {
-	return cap(st.samples)*int(unsafe.Sizeof(head.Sample{})) + cap(st.ends)*int(unsafe.Sizeof(seriesEnd{})) +
+	return cap(st.body) + cap(st.samples)*int(unsafe.Sizeof(head.Sample{})) + cap(st.ends)*int(unsafe.Sizeof(seriesEnd{})) +
 		cap(st.batch.Series)*int(unsafe.Sizeof(head.BatchSeries{}))
 }
 
 func (st *writeState) reset() {
+	st.body = st.body[:0]
 	st.samples = st.samples[:0]
 	st.ends = st.ends[:0]
 	st.batch.Series = st.batch.Series[:0]
@@ -237,7 +242,6 @@ func (st *writeState) reject(reason, msg string, samples int, ls []remotewrite.L
 func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h.pool.Get().(*writeState)
-	st.input = h.inputs.Get().(*input)
 	ten, err := h.serve(w, r, st)
 	code := statusOf(err)
 	h.putState(st)
@@ -293,9 +297,29 @@ func (h *WriteHandler) putState(st *writeState) {
 	h.pool.Put(st)
 }
 
-// releaseInput gives st's input back to its pool, once: nothing of the
-// request's bytes or labels may be read after it.
+// takeInput waits for a decoding turn and gives st an input (st's own,
+// if it has one).
+func (h *WriteHandler) takeInput(ctx context.Context, st *writeState) error {
+	select {
+	case h.decoding <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: client gone while queued", errOverloaded)
+	}
+	if st.input == nil {
+		st.input = h.inputs.Get().(*input)
+	}
+	st.holdsTurn = true
+	return nil
+}
+
+// releaseInput gives st's input back to its pool and its decoding turn
+// back, once: nothing of the request's decoded bytes or labels may be read
+// after it.
 func (h *WriteHandler) releaseInput(st *writeState) {
+	if st.holdsTurn {
+		st.holdsTurn = false
+		<-h.decoding
+	}
 	in := st.input
 	if in == nil {
 		return
@@ -364,6 +388,11 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 	}
 	if n > lim.MaxRequestBytes {
 		return ten, fmt.Errorf("%w: decoded size of %d bytes, more than the limit of %d", errTooLarge, n, lim.MaxRequestBytes)
+	}
+	// Decoding to the storage's Prepare is CPU work: more requests at it
+	// than CPUs would only hold more decoded buffers at once.
+	if err := h.takeInput(r.Context(), st); err != nil {
+		return ten, err
 	}
 	if cap(st.raw) < n {
 		st.raw = make([]byte, n)

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,6 +320,9 @@ func TestWriteAllocationsDoNotGrowWithSeries(t *testing.T) {
 			}
 			st.reset()
 			in.reset()
+			st.input = in // instead of the pool's, as above
+			st.holdsTurn = false
+			<-h.decoding // the turn serve took: ServeHTTP gives it back in putState
 		}
 		serve()
 		return testing.AllocsPerRun(20, serve)
@@ -444,5 +448,74 @@ func TestInputIsReusedOnlyAfterTheLabelsAreRead(t *testing.T) {
 	}
 	if hd.NumSeries() != 4 {
 		t.Errorf("%d series held, want 4", hd.NumSeries())
+	}
+}
+
+// blockingStore counts Append calls and holds each until unblocked,
+// calling LabelsRead first if release is set (as the WAL does before its
+// fsync wait).
+type blockingStore struct {
+	release bool
+	calls   atomic.Int32
+	unblock chan struct{}
+}
+
+func (s *blockingStore) Append(_ context.Context, b *head.Batch) error {
+	if s.release {
+		b.LabelsRead()
+	}
+	s.calls.Add(1)
+	<-s.unblock
+	return nil
+}
+
+// TestDecodingTurns pins the bound on requests decoding at once: one per
+// CPU, each turn given back when the storage has read the labels, so any
+// number of requests can wait for their fsync.
+func TestDecodingTurns(t *testing.T) {
+	s, err := NewSettings(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return testNow }
+	body := encode(t, series(1, testNow.UnixMilli(), "__name__", "up"))
+	for _, release := range []bool{false, true} {
+		store := &blockingStore{release: release, unblock: make(chan struct{})}
+		h := NewWriteHandler(s, store, WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+		turns := cap(h.decoding)
+		n := 2*turns + 1
+		codes := make(chan int, n)
+		for range n {
+			go func() { codes <- (post{body: body, token: "token-a"}).do(h).Code }()
+		}
+		want := int32(n)
+		if !release {
+			want = int32(turns) // the others wait for a turn
+		}
+		for store.calls.Load() < want {
+			runtime.Gosched()
+		}
+		if !release {
+			// A turn comes back only when a request ends.
+			store.unblock <- struct{}{}
+			if c := <-codes; c != 204 {
+				t.Fatalf("status %d", c)
+			}
+			for store.calls.Load() < want+1 {
+				runtime.Gosched()
+			}
+			if got := store.calls.Load(); got != want+1 {
+				t.Fatalf("%d requests in the storage after one ended, want %d", got, want+1)
+			}
+		}
+		close(store.unblock)
+		for range n - map[bool]int{false: 1, true: 0}[release] {
+			if c := <-codes; c != 204 {
+				t.Fatalf("status %d", c)
+			}
+		}
+		if got := store.calls.Load(); got != int32(n) {
+			t.Fatalf("release=%v: %d requests reached the storage, want %d", release, got, n)
+		}
 	}
 }

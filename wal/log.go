@@ -121,6 +121,19 @@ func (l *log) close() {
 	<-l.finished
 }
 
+// maxKeptBuffer bounds the buffers kept for reuse: steady pushes of held
+// series need far less (about 12 bytes a sample); a burst of new series
+// (a series record each) grows them for a moment, not for good.
+const maxKeptBuffer = 1 << 20
+
+// keepable returns buf emptied for reuse, or nil if it is too big to keep.
+func keepable(buf []byte) []byte {
+	if cap(buf) > maxKeptBuffer {
+		return nil
+	}
+	return buf[:0]
+}
+
 func (l *log) run() {
 	defer close(l.finished)
 	l.mu.Lock()
@@ -135,7 +148,7 @@ func (l *log) run() {
 			g.err = l.writeAndSync(buf)
 			close(g.done)
 			l.mu.Lock()
-			l.spare = buf[:0]
+			l.spare = keepable(buf)
 			continue
 		}
 		if l.cutReq != nil {

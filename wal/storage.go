@@ -96,7 +96,10 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 		return ErrNotReady
 	}
 	st := s.pool.Get().(*appendState)
-	defer s.pool.Put(st)
+	defer func() {
+		st.buf = keepable(st.buf)
+		s.pool.Put(st)
+	}()
 
 	s.cutMu.RLock()
 	defer s.cutMu.RUnlock()
