@@ -303,6 +303,13 @@ func TestEndToEndRealPeers(t *testing.T) {
 		}
 		return err
 	}, fg.process)
+
+	// The GC runs at fedgate's default GOGC unless the environment sets one.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		if v, err := scrapeValue("http://"+fg.internal+"/metrics", "go_gc_gogc_percent"); err != nil || v != defaultGCPercent {
+			t.Errorf("go_gc_gogc_percent = %v (%v), want %d", v, err, defaultGCPercent)
+		}
+	}
 }
 
 // checkRefused asserts that pushes without valid credentials get 401.
