@@ -13,5 +13,8 @@
 // Output streams: it is written family by family from a snapshot of that
 // family's series pointers, so memory is bounded by the largest family, not
 // by the response. Matchers on __name__ are evaluated once per family, the
-// others once per series. No lock is held while writing.
+// others once per series. No lock is held while writing. The response is
+// gzip'd at BestSpeed (github.com/klauspost/compress) when the client
+// accepts it; deflate is most of the CPU a scrape costs, rendering the text
+// (text.go) the rest.
 package federate
