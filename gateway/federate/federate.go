@@ -1,6 +1,7 @@
 package federate
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,8 +44,9 @@ type metrics struct {
 
 // state is one response's buffers, pooled.
 type state struct {
-	gz      *gzip.Writer // nil until the first gzip'd response
-	buf     []byte       // lines not yet written out; see flushSize
+	gz      *gzip.Writer  // nil until the first gzip'd response
+	gzOut   *bufio.Writer // between gz and the response: deflate writes a few hundred bytes at a time
+	buf     []byte        // lines not yet written out; see flushSize
 	names   []string
 	series  []*head.Series
 	pending []pending
@@ -63,6 +65,10 @@ type pending struct {
 // flushSize is how much text is rendered into state.buf before it goes to
 // the response (or the gzip writer) in one Write.
 const flushSize = 32 << 10
+
+// gzipOutSize is the compressed bytes gathered before a write to the
+// connection: one write a few dozen per megabyte of text, not thousands.
+const gzipOutSize = 64 << 10
 
 // readAhead is how many series are read before they are written. Series
 // and their labels lie all over the heap, so the first read of each is a
@@ -133,18 +139,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// BestSpeed: deflate is most of the CPU a scrape costs, and the
 		// text still shrinks about 6:1.
 		if st.gz == nil {
-			st.gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+			st.gzOut = bufio.NewWriterSize(w, gzipOutSize)
+			st.gz, _ = gzip.NewWriterLevel(st.gzOut, gzip.BestSpeed)
 		} else {
-			st.gz.Reset(w)
+			st.gzOut.Reset(w)
+			st.gz.Reset(st.gzOut)
 		}
 		out = st.gz
 	}
 	n, err := h.write(st, out, sel)
 	if err == nil && gzipped {
-		err = st.gz.Close()
+		if err = st.gz.Close(); err == nil {
+			err = st.gzOut.Flush()
+		}
 	}
 	if st.gz != nil {
-		st.gz.Reset(io.Discard)
+		st.gzOut.Reset(io.Discard)
+		st.gz.Reset(st.gzOut)
 	}
 	h.metrics.series.Add(float64(n))
 	if err != nil {
