@@ -122,7 +122,6 @@ type tenant struct {
 // read with Latest.
 type Series struct {
 	labels Labels
-	name   string // the __name__ value, a substring of labels
 	ref    uint64 // unique for the life of the data directory
 	hash   uint64
 	tenant *tenant
@@ -372,14 +371,14 @@ func (st *stripe) get(hash uint64, lbls []byte) *Series { return st.series.get(h
 // family.
 func (h *Head) create(st *stripe, hash uint64, lbls []byte, ten *tenant, ref uint64) *Series {
 	s := &Series{labels: Labels(lbls), hash: hash, tenant: ten, ref: ref}
-	s.name = s.labels.Get("__name__")
 	st.series.insert(s)
 
+	name := s.labels.Get("__name__")
 	h.famMu.Lock()
-	f := h.families[s.name]
+	f := h.families[name]
 	if f == nil {
 		f = &family{}
-		h.families[s.name] = f
+		h.families[name] = f
 	}
 	s.famIdx = len(f.series)
 	f.series = append(f.series, s)
@@ -564,7 +563,8 @@ func (h *Head) removeFromFamilies(ss []*Series) {
 	h.famMu.Lock()
 	defer h.famMu.Unlock()
 	for _, s := range ss {
-		f := h.families[s.name]
+		name := s.labels.Get("__name__")
+		f := h.families[name]
 		last := len(f.series) - 1
 		moved := f.series[last]
 		f.series[s.famIdx] = moved
@@ -572,7 +572,7 @@ func (h *Head) removeFromFamilies(ss []*Series) {
 		f.series[last] = nil
 		f.series = f.series[:last]
 		if last == 0 {
-			delete(h.families, s.name)
+			delete(h.families, name)
 		}
 	}
 }
