@@ -308,7 +308,7 @@ func newServer(f *flags, h http.Handler, writeTimeout time.Duration) *http.Serve
 // fedgate allocates almost nothing per sample once its series are held,
 // so collections are rare whatever the setting; a heap goal of 1.5x the
 // live heap instead of 2x lowers the peak memory for little CPU
-// (bench/README.md has the measurements).
+// (README.md, "Running it", says what memory goes where).
 const defaultGCPercent = 50
 
 func setGCPercent(logger *slog.Logger) {

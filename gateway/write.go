@@ -166,7 +166,8 @@ type writeState struct {
 	// The decoded request and its labels: taken once the body is in, for
 	// at most one request per CPU at a time, and given back as soon as
 	// the storage has read the batch's labels (head.Batch.ReleaseLabels),
-	// so that requests waiting for their fsync hold only their samples.
+	// so that requests waiting for their fsync hold only their body and
+	// samples. (The number of turns is GOMAXPROCS at startup.)
 	*input
 	release   func() // h.releaseInput(st), made once per state
 	holdsTurn bool   // of h.decoding
@@ -217,6 +218,7 @@ func (st *writeState) reset() {
 	st.body = st.body[:0]
 	st.samples = st.samples[:0]
 	st.ends = st.ends[:0]
+	clear(st.batch.Series) // their labels point into a released input
 	st.batch.Series = st.batch.Series[:0]
 	st.batch.Tenant = ""
 	st.rejectedSeries = 0
@@ -394,6 +396,7 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 	if err := h.takeInput(r.Context(), st); err != nil {
 		return ten, err
 	}
+	defer h.releaseInput(st) // at the latest; a panic must not keep the turn
 	if cap(st.raw) < n {
 		st.raw = make([]byte, n)
 	}

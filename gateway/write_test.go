@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang/snappy"
@@ -319,10 +320,7 @@ func TestWriteAllocationsDoNotGrowWithSeries(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.reset()
-			in.reset()
-			st.input = in // instead of the pool's, as above
-			st.holdsTurn = false
-			<-h.decoding // the turn serve took: ServeHTTP gives it back in putState
+			st.input = in // serve gave it back to the pool: use it, not the pool's
 		}
 		serve()
 		return testing.AllocsPerRun(20, serve)
@@ -471,7 +469,8 @@ func (s *blockingStore) Append(_ context.Context, b *head.Batch) error {
 
 // TestDecodingTurns pins the bound on requests decoding at once: one per
 // CPU, each turn given back when the storage has read the labels, so any
-// number of requests can wait for their fsync.
+// number of requests can wait for their fsync. In a synctest bubble, so
+// "all blocked" is exact.
 func TestDecodingTurns(t *testing.T) {
 	s, err := NewSettings(testConfig(t))
 	if err != nil {
@@ -480,42 +479,81 @@ func TestDecodingTurns(t *testing.T) {
 	now := func() time.Time { return testNow }
 	body := encode(t, series(1, testNow.UnixMilli(), "__name__", "up"))
 	for _, release := range []bool{false, true} {
-		store := &blockingStore{release: release, unblock: make(chan struct{})}
-		h := NewWriteHandler(s, store, WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-		turns := cap(h.decoding)
-		n := 2*turns + 1
-		codes := make(chan int, n)
-		for range n {
-			go func() { codes <- (post{body: body, token: "token-a"}).do(h).Code }()
-		}
-		want := int32(n)
-		if !release {
-			want = int32(turns) // the others wait for a turn
-		}
-		for store.calls.Load() < want {
-			runtime.Gosched()
-		}
-		if !release {
-			// A turn comes back only when a request ends.
-			store.unblock <- struct{}{}
-			if c := <-codes; c != 204 {
-				t.Fatalf("status %d", c)
+		synctest.Test(t, func(t *testing.T) {
+			store := &blockingStore{release: release, unblock: make(chan struct{})}
+			h := NewWriteHandler(s, store, WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+			turns := cap(h.decoding)
+			n := 2*turns + 1
+			codes := make(chan int, n)
+			for range n {
+				go func() {
+					r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+					r.Header.Set("Authorization", "Bearer token-a")
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, r)
+					codes <- w.Code
+				}()
 			}
-			for store.calls.Load() < want+1 {
-				runtime.Gosched()
+			synctest.Wait()
+			want := int32(n) // all wait for their "fsync"
+			if !release {
+				want = int32(turns) // the others wait for a turn
 			}
-			if got := store.calls.Load(); got != want+1 {
-				t.Fatalf("%d requests in the storage after one ended, want %d", got, want+1)
+			if got := store.calls.Load(); got != want {
+				t.Fatalf("release=%v: %d requests in the storage, want %d", release, got, want)
 			}
-		}
-		close(store.unblock)
-		for range n - map[bool]int{false: 1, true: 0}[release] {
-			if c := <-codes; c != 204 {
-				t.Fatalf("status %d", c)
+			done := 0
+			if !release {
+				// A turn comes back when a request ends: one more gets in.
+				store.unblock <- struct{}{}
+				if c := <-codes; c != 204 {
+					t.Fatalf("status %d", c)
+				}
+				done++
+				synctest.Wait()
+				if got := store.calls.Load(); got != want+1 {
+					t.Fatalf("%d requests in the storage after one ended, want %d", got, want+1)
+				}
 			}
-		}
-		if got := store.calls.Load(); got != int32(n) {
-			t.Fatalf("release=%v: %d requests reached the storage, want %d", release, got, n)
+			close(store.unblock)
+			for range n - done {
+				if c := <-codes; c != 204 {
+					t.Fatalf("status %d", c)
+				}
+			}
+			if got := store.calls.Load(); got != int32(n) {
+				t.Fatalf("release=%v: %d requests reached the storage, want %d", release, got, n)
+			}
+		})
+	}
+}
+
+type panickingStore struct{}
+
+func (panickingStore) Append(context.Context, *head.Batch) error { panic("storage failed") }
+
+// TestPanicGivesTheTurnBack: a panic under a decoding turn (net/http
+// recovers it) must not keep the turn, or a few would stop every push.
+func TestPanicGivesTheTurnBack(t *testing.T) {
+	s, err := NewSettings(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewWriteHandler(s, panickingStore{}, WriteOptions{Now: func() time.Time { return testNow }}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	body := encode(t, series(1, testNow.UnixMilli(), "__name__", "up"))
+	for range cap(h.decoding) + 1 {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+			r.Header.Set("Authorization", "Bearer token-a")
+			h.ServeHTTP(httptest.NewRecorder(), r)
+		}()
+		if n := len(h.decoding); n != 0 {
+			t.Fatalf("%d decoding turns held after a panic", n)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -232,5 +233,51 @@ func TestHandoffKeepsWhatCannotMove(t *testing.T) {
 	}
 	if insts[0].head.NumSeries() != before {
 		t.Fatal("series that could not be handed off were dropped")
+	}
+}
+
+// TestForwardReleasesLabelsOnceEncoded pins head.Batch.ReleaseLabels on the
+// forwarding path: called once, before the peer's answer, and labels
+// scribbled over then change nothing the owner stores.
+func TestForwardReleasesLabelsOnceEncoded(t *testing.T) {
+	insts := newInstances(t, 2, "peer-secret")
+	var tenant string
+	for k := 0; ; k++ {
+		tenant = fmt.Sprintf("t-%d", k)
+		if o, _ := insts[0].cur.Load().Owner(tenant); o.Name == "gw-1" {
+			break
+		}
+	}
+	b := testBatch(tenant, 5)
+	want := make([]string, len(b.Series))
+	for i := range b.Series {
+		want[i] = string(b.Series[i].Labels)
+	}
+	calls := 0
+	b.ReleaseLabels = func() {
+		calls++
+		if insts[1].head.TenantSeries(tenant) != 0 {
+			t.Error("labels released after the owner stored the batch")
+		}
+		for i := range b.Series {
+			for k := range b.Series[i].Labels {
+				b.Series[i].Labels[k] = 'X'
+			}
+		}
+	}
+	if err := insts[0].router.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Fatalf("ReleaseLabels called %d times, want 1", calls)
+	}
+	var got []string
+	for _, s := range insts[1].head.AppendFamily(nil, "up") {
+		got = append(got, string(s.Labels()))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the owner holds %q, want %q", got, want)
 	}
 }

@@ -98,6 +98,7 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 	st := s.pool.Get().(*appendState)
 	defer func() {
 		st.buf = keepable(st.buf)
+		st.sw.b = nil // shares st.buf's array, or a grown one
 		s.pool.Put(st)
 	}()
 

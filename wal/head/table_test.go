@@ -61,6 +61,24 @@ func TestSeriesTableMatchesAMap(t *testing.T) {
 				t.Fatalf("round %d step %d: appendAll gave %d series, want %d", round, step, len(all), len(want))
 			}
 		}
+		// Mass expiry: the table shrinks as it empties and still finds
+		// every series left.
+		peak := len(tab.slots)
+		for k, s := range want {
+			if !tab.remove(s) {
+				t.Fatalf("round %d: %s not removed", round, k)
+			}
+			delete(want, k)
+			for k2, s2 := range want {
+				if tab.get(s2.hash, []byte(k2)) != s2 {
+					t.Fatalf("round %d: %s lost after removals", round, k2)
+				}
+				break
+			}
+		}
+		if tab.n != 0 || len(tab.slots) >= peak && peak > 8 {
+			t.Fatalf("round %d: emptied table has n %d and %d slots (peak %d)", round, tab.n, len(tab.slots), peak)
+		}
 	}
 }
 
