@@ -244,7 +244,7 @@ func buildFixture(t *testing.T) *fixture {
 	var checkpointed []fixtureBatch
 	for i := range 5 {
 		b := fixtureBatch{t: fixtureT0 + int64(i)}
-		for j := range 1000 {
+		for j := range 2 * checkpointChunk / 5 { // two chunks in all
 			b.labels = append(b.labels, seriesLabels("in_checkpoint", "i", fmt.Sprintf("%d-%04d", i, j)))
 		}
 		if err := st.Append(ctx, b.batch()); err != nil {

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fedgate/fedgate/wal/head"
 )
@@ -415,4 +417,53 @@ func TestLabelsAreReleasedBeforeTheSync(t *testing.T) {
 	st.Close()
 	_, hd, _ = e.open()
 	check(hd)
+}
+
+// TestRunWritesPacedCheckpoints: the checkpoints Run writes (paced, in
+// parts of the head) cover every series and sample, and a Run stopped
+// mid-way leaves a log that replays whole.
+func TestRunWritesPacedCheckpoints(t *testing.T) {
+	e := newEnv(t)
+	e.opts.CheckpointInterval = time.Millisecond
+	st, _, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("a", 0, 3*checkpointChunk+10, now-1000))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { st.Run(ctx); close(done) }()
+	waitCheckpoints := func(n uint64) {
+		for histogramCount(t, st.m.checkpointDuration) < n {
+			runtime.Gosched()
+		}
+	}
+	waitCheckpoints(1)
+	mustAppend(t, st, batch("a", 5, 15, now-500))
+	waitCheckpoints(2) // one more, covering the second batch
+	mustAppend(t, st, batch("a", 5, 15, now-400))
+	cancel()
+	<-done
+	_, cps, err := st.listDir()
+	if err != nil || len(cps) == 0 {
+		t.Fatalf("no checkpoint left (%v)", err)
+	}
+	st.Close()
+	_, hd, _ := e.open()
+	for i := range 3*checkpointChunk + 10 {
+		want := now - 1000
+		if i >= 5 && i < 15 {
+			want = now - 400
+		}
+		if got := held(hd, "a", i); got != want {
+			t.Fatalf("a/%d: held %d, want %d", i, got, want)
+		}
+	}
+}
+
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

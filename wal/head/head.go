@@ -483,6 +483,20 @@ func (h *Head) AppendFamily(dst []*Series, name string) []*Series {
 	return dst
 }
 
+// SeriesParts is how many parts AppendSeriesPart cuts the head into.
+const SeriesParts = stripeCount
+
+// AppendSeriesPart appends the held series of one part of the head (0 to
+// SeriesParts-1) to dst. The parts together are every held series; going
+// through them one at a time needs no allocation the size of the head.
+func (h *Head) AppendSeriesPart(dst []*Series, part int) []*Series {
+	st := &h.stripes[part]
+	st.mu.Lock()
+	dst = st.series.appendAll(dst)
+	st.mu.Unlock()
+	return dst
+}
+
 // AppendAllSeries appends every held series to dst: a snapshot, for a
 // checkpoint.
 func (h *Head) AppendAllSeries(dst []*Series) []*Series {
