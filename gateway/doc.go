@@ -7,7 +7,8 @@
 // token bucket can cover a request like its last one (429, before the body
 // is read) -> body size (413) -> a processing slot (brief queue, then 503)
 // -> body read through a limit -> snappy.DecodedLen against
-// max_request_bytes (413) -> decode into a pooled remotewrite.Request -> per
+// max_request_bytes (413) -> a decoding turn (one request per CPU decodes
+// at a time) -> decode into a pooled remotewrite.Request -> per
 // series (Settings.resolve): the client's cluster label out, the tenant's
 // pipeline (allowlist, relabel_configs, anonymization; results memoized per
 // series), the cluster label stamped, sort, validate, pack -> the whole
@@ -19,7 +20,11 @@
 // Everything per request lives in one pooled writeState; nothing is
 // allocated per series. Strings in the decoded request point into the pooled
 // buffer, so only packed label bytes are handed to storage, and storage
-// copies what it keeps.
+// copies what it keeps. The decoded part (raw bytes, series, labels, packed
+// labels) is a separate pooled input, given back with the decoding turn as
+// soon as the storage has read the labels (head.Batch.ReleaseLabels: the
+// WAL after resolving series, forwarding after encoding), so a request
+// waiting for its fsync holds only its body and samples.
 //
 // # Partial acceptance
 //
