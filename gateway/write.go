@@ -290,8 +290,9 @@ func refusalReason(err error) string {
 	return "invalid_series"
 }
 
+// putState pools st; its input went back already (serve gives it back at
+// the latest when it returns).
 func (h *WriteHandler) putState(st *writeState) {
-	h.releaseInput(st)
 	if st.footprint() > maxPooledState {
 		return // a rare huge request: let its buffers go
 	}
