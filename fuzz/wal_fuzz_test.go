@@ -380,6 +380,10 @@ func applyRecord(body []byte, byLabels map[string]*walSample, refs map[uint64]*w
 			}
 			delete(refs, ref)
 		}
+	case 4: // base: only a delta checkpoint's first record, naming an older
+		// checkpoint; the only checkpoint here is number 1, so it never
+		// has one
+		return false
 	default:
 		return false
 	}

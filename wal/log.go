@@ -43,6 +43,9 @@ func createSegment(path string) (segmentFile, error) {
 
 func segmentName(n int) string { return fmt.Sprintf("%08d", n) }
 
+// maxSegment is the highest number a segment name can carry.
+const maxSegment = 99_999_999
+
 // syncGroup is one write-and-sync: everyone whose records it carries waits
 // on done and then reads err.
 type syncGroup struct {

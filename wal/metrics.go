@@ -11,6 +11,7 @@ type metrics struct {
 	checkpointDuration prometheus.Histogram
 	checkpointBytes    prometheus.Gauge
 	checkpointErrors   prometheus.Counter
+	checkpoints        *prometheus.CounterVec
 	replayDuration     prometheus.Gauge
 	corruptions        prometheus.Counter
 	unknownRefs        prometheus.Counter
@@ -52,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "fedgate_wal_checkpoint_errors_total",
 			Help: "Checkpoints that failed; the segments they would have covered are kept.",
 		}),
+		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedgate_wal_checkpoints_written_total",
+			Help: "Checkpoints written, by kind: full (every series' labels) or delta (samples, and the series its full base lacks).",
+		}, []string{"kind"}),
 		replayDuration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "fedgate_wal_replay_duration_seconds",
 			Help: "Time the startup replay took.",
@@ -67,7 +72,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.fsyncDuration, m.bytesWritten, m.recordsWritten, m.writeErrors, m.segments,
-			m.checkpointDuration, m.checkpointBytes, m.checkpointErrors, m.replayDuration, m.corruptions, m.unknownRefs)
+			m.checkpointDuration, m.checkpointBytes, m.checkpointErrors, m.checkpoints, m.replayDuration, m.corruptions, m.unknownRefs)
+		for _, kind := range []string{"full", "delta"} {
+			m.checkpoints.WithLabelValues(kind)
+		}
 	}
 	return m
 }

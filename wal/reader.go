@@ -76,7 +76,7 @@ func (r *reader) next() (byte, []byte, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return 0, nil, r.corrupt(errCRC)
 	}
-	if body[0] != recSeries && body[0] != recSamples && body[0] != recTombstones {
+	if body[0] < recSeries || body[0] > recBase {
 		return 0, nil, r.corrupt(errType)
 	}
 	r.offset += headerSize + int64(length)

@@ -16,6 +16,7 @@ const (
 	recSeries     byte = 1
 	recSamples    byte = 2
 	recTombstones byte = 3
+	recBase       byte = 4
 )
 
 const (
@@ -90,6 +91,36 @@ func decodeTombstones(payload []byte, fn func(ref uint64)) error {
 		}
 	}
 	return nil
+}
+
+// appendBase appends the base record of a delta checkpoint building on
+// checkpoint.n, whose earlier deltas have carried carried series records.
+func appendBase(b []byte, n, carried int) []byte {
+	b, start := frame(b)
+	b = append(b, recBase)
+	b = binary.AppendUvarint(b, uint64(n))
+	b = binary.AppendUvarint(b, uint64(carried))
+	return finish(b, start)
+}
+
+// decodeBase returns the checkpoint number and the carried count of a base
+// record payload.
+func decodeBase(payload []byte) (n, carried int, err error) {
+	r := codec.Reader{B: payload}
+	b, c := r.Uvarint(), r.Uvarint()
+	switch {
+	case r.Err != nil:
+	case len(r.B) != 0:
+		r.Err = fmt.Errorf("%d bytes after the checkpoint number", len(r.B))
+	case b == 0 || b > maxSegment:
+		r.Err = fmt.Errorf("checkpoint number %d out of range", b)
+	case c > math.MaxInt32:
+		r.Err = fmt.Errorf("carried count %d out of range", c)
+	}
+	if r.Err != nil {
+		return 0, 0, fmt.Errorf("base record: %w", r.Err)
+	}
+	return int(b), int(c), nil
 }
 
 // sampleRef is one sample with the ref of its series.

@@ -65,6 +65,14 @@ type Storage struct {
 
 	checkpointMu   sync.Mutex
 	lastCheckpoint int // the segment the newest checkpoint covers, or 0
+	// base is the full checkpoint the next delta builds on (0: none, the
+	// next checkpoint is full), baseSeries the series it holds, carried
+	// the series records the deltas since have carried; fullNext asks for
+	// a full one anyway (see the package documentation).
+	base       int
+	baseSeries int
+	carried    int
+	fullNext   bool
 }
 
 type appendState struct {
@@ -172,24 +180,32 @@ func (s *Storage) Replay() error {
 		}
 	}
 
-	refs := &refIndex{}
-	buf := make([]byte, 0, 1<<20)
+	rs := &replayState{refs: &refIndex{}, buf: make([]byte, 0, 1<<20), read: make(map[int]bool), report: report}
+	refs, buf := rs.refs, &rs.buf
 	cp, cpBad := 0, false
 	if len(cps) > 0 {
 		cp = cps[len(cps)-1]
-		if _, err := s.replayFile(checkpointName(cp), refs, &buf); err != nil {
+		res, err := s.replayCheckpoint(cp, rs, true)
+		if err != nil {
 			report(err)
 			cpBad = true
+		} else if res.baseGood {
+			s.base, s.baseSeries, s.carried = res.base, res.baseSeries, res.carried
+			s.fullNext = s.needFull(res.carried, res.gone)
 		}
 		// Older checkpoints are left by a crash right after a newer one was
 		// renamed into place. With a good newest checkpoint they are
-		// redundant; with a bad one they, and the segments it covers, are
-		// what is left: replay them and keep them for now.
+		// redundant, but for the base it builds on; with a bad one they,
+		// and the segments it covers, are what is left: replay them and
+		// keep them for now.
 		for _, old := range cps[:len(cps)-1] {
-			if !cpBad {
+			switch {
+			case !cpBad && old != res.base:
 				s.remove(checkpointName(old))
-			} else if _, err := s.replayFile(checkpointName(old), refs, &buf); err != nil {
-				report(err)
+			case cpBad && !rs.read[old]:
+				if _, err := s.replayCheckpoint(old, rs, false); err != nil {
+					report(err)
+				}
 			}
 		}
 	}
@@ -200,7 +216,7 @@ func (s *Storage) Replay() error {
 		if seg <= cp {
 			if !cpBad {
 				s.remove(segmentName(seg)) // covered by the checkpoint; a crash kept it
-			} else if _, err := s.replayFile(segmentName(seg), refs, &buf); err != nil {
+			} else if _, err := s.replayFile(segmentName(seg), refs, buf, nil); err != nil {
 				report(err)
 			}
 			continue
@@ -209,7 +225,7 @@ func (s *Storage) Replay() error {
 			report(&CorruptionError{File: segmentName(expect), Err: fmt.Errorf("segments %s to %s are missing", segmentName(expect), segmentName(seg-1))})
 		}
 		expect, last = seg+1, seg
-		off, err := s.replayFile(segmentName(seg), refs, &buf)
+		off, err := s.replayFile(segmentName(seg), refs, buf, nil)
 		if err == nil {
 			continue
 		}
@@ -276,6 +292,20 @@ func (x *refIndex) set(ref uint64, s *head.Series) {
 	x.sparse[ref] = s
 }
 
+// each calls fn for every ref set; fn may set refs already met.
+func (x *refIndex) each(fn func(ref uint64, s *head.Series)) {
+	for ref, s := range x.dense {
+		if s != nil {
+			fn(uint64(ref), s)
+		}
+	}
+	for ref, s := range x.sparse {
+		if s != nil {
+			fn(ref, s)
+		}
+	}
+}
+
 func (x *refIndex) get(ref uint64) *head.Series {
 	if ref < uint64(len(x.dense)) {
 		return x.dense[ref]
@@ -284,8 +314,9 @@ func (x *refIndex) get(ref uint64) *head.Series {
 }
 
 // replayFile applies one file's records to the head. It returns the offset
-// after the last good record and, if it stopped early, why.
-func (s *Storage) replayFile(name string, refs *refIndex, buf *[]byte) (int64, error) {
+// after the last good record and, if it stopped early, why. cp is nil for
+// a segment.
+func (s *Storage) replayFile(name string, refs *refIndex, buf *[]byte, cp *checkpointReplay) (int64, error) {
 	f, err := os.Open(filepath.Join(s.dir, name))
 	if err != nil {
 		return 0, fmt.Errorf("replay %s: %w", name, err) // not damage: never cut
@@ -304,9 +335,28 @@ func (s *Storage) replayFile(name string, refs *refIndex, buf *[]byte) (int64, e
 			return at, err
 		}
 		switch typ {
+		case recBase:
+			if cp == nil || cp.onBase == nil || at != 0 {
+				err = errors.New("a base record that does not start a delta checkpoint")
+				break
+			}
+			var b int
+			if b, cp.carried, err = decodeBase(payload); err == nil && b >= cp.number {
+				err = fmt.Errorf("base checkpoint %d is not older than the delta", b)
+			}
+			if err == nil {
+				cp.onBase(b)
+			}
 		case recSeries:
 			err = decodeSeries(payload, func(ref uint64, tenant, labels []byte) {
-				refs.set(ref, s.head.Restore(ref, string(tenant), labels))
+				x := s.head.Restore(ref, string(tenant), labels)
+				refs.set(ref, x)
+				if cp != nil {
+					cp.series++
+					if cp.mark != 0 {
+						x.SetBase(cp.mark)
+					}
+				}
 			})
 		case recTombstones:
 			err = decodeTombstones(payload, func(ref uint64) {
@@ -319,6 +369,9 @@ func (s *Storage) replayFile(name string, refs *refIndex, buf *[]byte) (int64, e
 			err = decodeSamples(payload, func(ref uint64, t int64, v float64) {
 				if x := refs.get(ref); x != nil {
 					s.head.RestoreSample(x, t, v)
+					if cp != nil && cp.sampled != nil {
+						cp.sampled.add(x.Ref())
+					}
 				} else {
 					unknown++
 				}
@@ -334,6 +387,120 @@ func (s *Storage) replayFile(name string, refs *refIndex, buf *[]byte) (int64, e
 		s.logger.Warn("wal: samples of series whose series record was lost", "file", name, "samples", unknown)
 	}
 	return r.offset, nil
+}
+
+// replayState is what a replay carries from file to file.
+type replayState struct {
+	refs   *refIndex
+	buf    []byte
+	read   map[int]bool // checkpoints replayed
+	report func(error)
+}
+
+// checkpointReplay is how replayFile treats a checkpoint.
+type checkpointReplay struct {
+	number  int
+	mark    uint32      // SetBase of every series restored (a full checkpoint read as a base)
+	onBase  func(b int) // reads the base of a delta; nil: a base record is corruption
+	sampled *refSet     // collects the refs of the series given a sample, if set
+	series  int         // series entries read
+	carried int         // from a delta's base record
+}
+
+// checkpointResult is what replayCheckpoint found.
+type checkpointResult struct {
+	base       int  // the full checkpoint a delta builds on, or the full one read
+	baseSeries int  // the series it holds
+	baseGood   bool // base read whole: the next delta may build on it
+	carried    int  // series records the deltas on the base have carried
+	gone       int  // series of the base a delta gives no sample
+}
+
+// replayCheckpoint applies checkpoint n and, for a delta, its base first.
+// With prune, the series read from the base that the delta gives no sample
+// (gone since the base was written) are removed again, if both files read
+// whole. A damaged base is reported through rs.report; the error returned
+// is n's own.
+func (s *Storage) replayCheckpoint(n int, rs *replayState, prune bool) (checkpointResult, error) {
+	rs.read[n] = true
+	var res checkpointResult
+	cp := &checkpointReplay{number: n, mark: uint32(n)}
+	cp.onBase = func(b int) {
+		res.base = b
+		cp.mark = 0 // the delta's own series are not in a base
+		cp.sampled = &refSet{}
+		if rs.read[b] {
+			return // read already, as the base of a newer delta
+		}
+		rs.read[b] = true
+		base := &checkpointReplay{number: b, mark: uint32(b)}
+		if _, err := os.Lstat(filepath.Join(s.dir, checkpointName(b))); errors.Is(err, os.ErrNotExist) {
+			rs.report(&CorruptionError{File: checkpointName(b), Err: fmt.Errorf("missing: it is the base of %s", checkpointName(n))})
+			return
+		}
+		if _, err := s.replayFile(checkpointName(b), rs.refs, &rs.buf, base); err != nil {
+			rs.report(err)
+			return
+		}
+		res.baseSeries, res.baseGood = base.series, true
+	}
+	if _, err := s.replayFile(checkpointName(n), rs.refs, &rs.buf, cp); err != nil {
+		return res, err
+	}
+	if cp.sampled == nil { // a full checkpoint: the base of the next delta
+		res.base, res.baseSeries, res.baseGood = n, cp.series, true
+		return res, nil
+	}
+	if prune && res.baseGood {
+		res.carried, res.gone = cp.carried+cp.series, s.prune(rs.refs, uint32(res.base), cp.sampled)
+	}
+	return res, nil
+}
+
+// prune removes the series read from base b that the delta after it gave
+// no sample, forgets their refs, and returns how many it removed.
+func (s *Storage) prune(refs *refIndex, b uint32, sampled *refSet) int {
+	var gone []*head.Series
+	refs.each(func(ref uint64, x *head.Series) {
+		if x.Base() == b && !sampled.has(x.Ref()) {
+			if x.Ref() == ref {
+				gone = append(gone, x)
+			}
+			refs.set(ref, nil)
+		}
+	})
+	s.head.Remove(gone)
+	return len(gone)
+}
+
+// refSet is a set of refs: a bitmap over the dense ones, as refIndex.
+type refSet struct {
+	dense  []uint64
+	sparse map[uint64]struct{}
+}
+
+func (x *refSet) add(ref uint64) {
+	w := ref / 64
+	if w >= uint64(len(x.dense)) && w < 2*uint64(len(x.dense))+1<<14 {
+		n := max(2*len(x.dense), int(w)+1)
+		x.dense = slices.Grow(x.dense, n-len(x.dense))[:n]
+	}
+	if w < uint64(len(x.dense)) {
+		x.dense[w] |= 1 << (ref % 64)
+		return
+	}
+	if x.sparse == nil {
+		x.sparse = make(map[uint64]struct{})
+	}
+	x.sparse[ref] = struct{}{}
+}
+
+func (x *refSet) has(ref uint64) bool {
+	if w := ref / 64; w < uint64(len(x.dense)) {
+		return x.dense[w]&(1<<(ref%64)) != 0
+	}
+	_, ok := x.sparse[ref]
+	return ok
 }
 
 // skipped reports whether every segment name from..to-1 is held by an
@@ -430,10 +597,22 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 	if n <= s.lastCheckpoint {
 		return nil // nothing logged since the last checkpoint
 	}
-	size, err := s.writeCheckpoint(n, ctx)
+	base := s.base
+	if s.fullNext {
+		base = 0
+	}
+	size, cs, err := s.writeCheckpoint(n, base, ctx)
 	if err != nil {
 		s.m.checkpointErrors.Inc()
 		return fmt.Errorf("checkpoint %d: %w", n, err)
+	}
+	kind := "full"
+	if base == 0 {
+		s.base, s.baseSeries, s.carried, s.fullNext = n, cs.series, 0, false
+	} else {
+		kind = "delta"
+		s.carried += cs.series - cs.inBase
+		s.fullNext = s.needFull(s.carried, s.baseSeries-cs.inBase)
 	}
 	segs, cps, err := s.listDir()
 	if err != nil {
@@ -445,7 +624,7 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 		}
 	}
 	for _, cp := range cps {
-		if cp < n {
+		if cp < n && cp != base {
 			s.remove(checkpointName(cp))
 		}
 	}
@@ -453,7 +632,8 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 	s.updateSegments()
 	s.m.checkpointDuration.Observe(time.Since(start).Seconds())
 	s.m.checkpointBytes.Set(float64(size))
-	s.logger.Debug("wal checkpoint written", "covers", segmentName(n), "bytes", size, "duration", time.Since(start))
+	s.m.checkpoints.WithLabelValues(kind).Inc()
+	s.logger.Debug("wal checkpoint written", "covers", segmentName(n), "kind", kind, "base", base, "series", cs.series, "bytes", size, "duration", time.Since(start))
 	return nil
 }
 
@@ -476,12 +656,31 @@ func pace(ctx context.Context, since *time.Time) {
 	*since = time.Now()
 }
 
-func (s *Storage) writeCheckpoint(n int, ctx context.Context) (int64, error) {
+// needFull reports whether the next checkpoint should be full, given the
+// series records the deltas since the base have carried and how many of
+// the base's series are gone: once the deltas have written as many labels
+// as the base holds, a full checkpoint costs no more than they already
+// did (so labels are never written more than twice over), and a base
+// mostly gone makes replay read mostly dead series.
+func (s *Storage) needFull(carried, gone int) bool {
+	return carried >= max(s.baseSeries, 1) || 2*gone > s.baseSeries
+}
+
+// checkpointStats counts what a checkpoint held.
+type checkpointStats struct {
+	series int // live series: a sample each
+	inBase int // of which the base holds the series record
+}
+
+// writeCheckpoint writes checkpoint n: a full one if base is 0, else a
+// delta building on checkpoint.base.
+func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, checkpointStats, error) {
+	var cs checkpointStats
 	final := filepath.Join(s.dir, checkpointName(n))
 	tmp := final + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
-		return 0, err
+		return 0, cs, err
 	}
 	defer os.Remove(tmp) // a no-op once renamed
 	var (
@@ -489,14 +688,26 @@ func (s *Storage) writeCheckpoint(n int, ctx context.Context) (int64, error) {
 		buf   []byte
 		sw    samplesWriter
 		chunk = make([]*head.Series, 0, checkpointChunk)
+		fresh = make([]*head.Series, 0, checkpointChunk) // of chunk, those the base lacks
 		ts    = make([]int64, 0, checkpointChunk)
 		vs    = make([]float64, 0, checkpointChunk)
 	)
+	if base != 0 {
+		buf = appendBase(buf, base, s.carried)
+	}
 	flush := func() error {
-		if len(chunk) == 0 {
+		if len(chunk) == 0 && len(buf) == 0 {
 			return nil
 		}
-		buf = appendSeriesRecord(buf[:0], chunk)
+		if len(fresh) > 0 {
+			buf = appendSeriesRecord(buf, fresh)
+		}
+		if len(chunk) == 0 { // a delta of an empty head: its base record
+			w, err := f.Write(buf)
+			size += int64(w)
+			buf = buf[:0]
+			return err
+		}
 		sw.begin(buf, ts[0])
 		for i, x := range chunk {
 			sw.add(x.Ref(), ts[i], vs[i])
@@ -504,7 +715,7 @@ func (s *Storage) writeCheckpoint(n int, ctx context.Context) (int64, error) {
 		buf = sw.end()
 		w, err := f.Write(buf)
 		size += int64(w)
-		chunk, ts, vs = chunk[:0], ts[:0], vs[:0]
+		buf, chunk, fresh, ts, vs = buf[:0], chunk[:0], fresh[:0], ts[:0], vs[:0]
 		return err
 	}
 	// A part of the head at a time: a snapshot of a million series at once
@@ -519,11 +730,24 @@ func (s *Storage) writeCheckpoint(n int, ctx context.Context) (int64, error) {
 			if !x.Logged() || !x.Committed() {
 				continue // never made it to the log: nothing acknowledged
 			}
+			cs.series++
+			switch {
+			case base == 0:
+				fresh = append(fresh, x)
+				// Marked before the file is durable: were it lost, no
+				// later checkpoint has its number, so no delta builds on
+				// a mark that is wrong.
+				x.SetBase(uint32(n))
+			case x.Base() == uint32(base):
+				cs.inBase++
+			default:
+				fresh = append(fresh, x)
+			}
 			chunk, ts, vs = append(chunk, x), append(ts, t), append(vs, v)
 			if len(chunk) == checkpointChunk {
 				if err := flush(); err != nil {
 					f.Close()
-					return 0, err
+					return 0, cs, err
 				}
 				if ctx != nil {
 					pace(ctx, &work)
@@ -534,19 +758,19 @@ func (s *Storage) writeCheckpoint(n int, ctx context.Context) (int64, error) {
 	clear(part)
 	if err := flush(); err != nil {
 		f.Close()
-		return 0, err
+		return 0, cs, err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return 0, err
+		return 0, cs, err
 	}
 	if err := f.Close(); err != nil {
-		return 0, err
+		return 0, cs, err
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		return 0, err
+		return 0, cs, err
 	}
-	return size, syncDir(s.dir)
+	return size, cs, syncDir(s.dir)
 }
 
 // Run checkpoints every CheckpointInterval until ctx is done.

@@ -129,6 +129,9 @@ type Series struct {
 
 	// logged is set once a series record for it is durable in the WAL.
 	logged atomic.Bool
+	// base names the full checkpoint its owner, the WAL, last wrote its
+	// series record to (0: none); it shares logged's word.
+	base atomic.Uint32
 
 	// seq is odd while t and v are being written (a sequence lock).
 	seq atomic.Uint64
@@ -430,6 +433,13 @@ func (s *Series) Logged() bool { return s.logged.Load() }
 
 // SetLogged records that a series record for s is durable in the log.
 func (s *Series) SetLogged() { s.logged.Store(true) }
+
+// Base returns the number its owner last gave SetBase, or 0.
+func (s *Series) Base() uint32 { return s.base.Load() }
+
+// SetBase records, for the WAL, which full checkpoint holds the series'
+// labels.
+func (s *Series) SetBase(n uint32) { s.base.Store(n) }
 
 // Latest returns the newest sample held for the series.
 func (s *Series) Latest() (t int64, v float64) {
