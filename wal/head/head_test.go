@@ -143,7 +143,7 @@ func TestHashCollisions(t *testing.T) {
 		h.create(st, 42, l, ten, h.lastRef.Add(1)).set(c.t.UnixMilli(), 1)
 	}
 	for _, l := range [][]byte{a, b, d} {
-		if s := st.get(42, l); s == nil || string(s.labels) != string(l) {
+		if s := st.get(42, l); s == nil || string(s.Labels()) != string(l) {
 			t.Fatalf("get(%s) = %v", Labels(l), s)
 		}
 	}
