@@ -240,30 +240,48 @@ func TestDeltaReplayRemovesSeriesGoneSinceBase(t *testing.T) {
 }
 
 // TestDeltaNeedsItsBase: a damaged or missing base is reported as
-// corruption of the base; the delta's own series are still held, and the
-// next checkpoint is a full one.
+// corruption of the base; the delta's own series are still held, series
+// of the base's readable part the delta gives no sample (dropped) stay
+// gone, and the next checkpoint is a full one.
 func TestDeltaNeedsItsBase(t *testing.T) {
-	for _, damage := range []string{"flipped bit", "missing"} {
+	for _, damage := range []string{"first record", "last record", "missing"} {
 		t.Run(damage, func(t *testing.T) {
 			e := newEnv(t)
-			st, _, _ := e.open()
+			st, hd, _ := e.open()
 			now := e.clock.t.UnixMilli()
 			mustAppend(t, st, batch("a", 0, 10, now))
+			mustAppend(t, st, batch("gone", 0, checkpointChunk+100, now)) // two chunks
 			mustCheckpoint(t, st)
 			full := checkpoints(t, st)[0]
-			mustAppend(t, st, batch("a", 10, 12, now+1))
+			var gone []*head.Series
+			for _, s := range hd.AppendAllSeries(nil) {
+				if s.Tenant() == "gone" {
+					gone = append(gone, s)
+				}
+			}
+			if err := st.Drop(gone); err != nil {
+				t.Fatal(err)
+			}
+			mustAppend(t, st, batch("a", 0, 12, now+1))
 			mustCheckpoint(t, st)
+			if base, _, _ := checkpointKind(t, st, checkpoints(t, st)[1]); base != full {
+				t.Fatalf("second checkpoint builds on %d, want a delta on %d", base, full)
+			}
 			st.Close()
 
 			path := filepath.Join(st.dir, checkpointName(full))
-			if damage == "missing" {
+			switch damage {
+			case "missing":
 				if err := os.Remove(path); err != nil {
 					t.Fatal(err)
 				}
-			} else {
+			case "first record":
 				flipBit(t, path, headerSize+12)
+			case "last record": // every series record reads; the last samples do not
+				offs := recordOffsets(t, path)
+				flipBit(t, path, offs[len(offs)-1]+headerSize+4)
 			}
-			hd := head.New(head.Options{Retention: 10 * time.Minute, Now: e.clock.now}, nil)
+			hd = head.New(head.Options{Retention: 10 * time.Minute, Now: e.clock.now}, nil)
 			st2, err := Open(e.dir, hd, e.opts, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -273,10 +291,17 @@ func TestDeltaNeedsItsBase(t *testing.T) {
 			if err := st2.Replay(); !errors.As(err, &ce) || ce.File != checkpointName(full) {
 				t.Fatalf("Replay = %v, want a CorruptionError in %s", err, checkpointName(full))
 			}
-			for i := 10; i < 12; i++ {
+			from := 10 // the delta's own series records
+			if damage == "last record" {
+				from = 0 // and the base's, all readable
+			}
+			for i := from; i < 12; i++ {
 				if got := held(hd, "a", i); got != now+1 {
-					t.Fatalf("a/%d (in the delta's own series records): held %d, want %d", i, got, now+1)
+					t.Fatalf("a/%d: held %d, want %d", i, got, now+1)
 				}
+			}
+			if n := hd.TenantSeries("gone"); n != 0 {
+				t.Fatalf("%d dropped series back after replay", n)
 			}
 			mustAppend(t, st2, batch("a", 0, 12, now+2))
 			mustCheckpoint(t, st2)
@@ -285,6 +310,119 @@ func TestDeltaNeedsItsBase(t *testing.T) {
 				t.Fatalf("checkpoint after a bad base: base %d, %d series; want a full one of 12", base, len(refs))
 			}
 		})
+	}
+}
+
+// recordOffsets returns where each record of a log file starts.
+func recordOffsets(t *testing.T, path string) []int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := newReader(path, f, nil)
+	var offs []int64
+	for {
+		at := r.offset
+		if _, _, err := r.next(); err == io.EOF {
+			return offs
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		offs = append(offs, at)
+	}
+}
+
+// TestRefIndexAndSetKeepFarRefs: a ref far past the others goes to the
+// map; once the dense part grows over it, it must still be found (it was
+// once hidden by the dense part's empty slot).
+func TestRefIndexAndSetKeepFarRefs(t *testing.T) {
+	refs := []uint64{2_000_000, 1_024_000, 2_000_100, 5, 1 << 40}
+	var idx refIndex
+	var set refSet
+	series := map[uint64]*head.Series{}
+	for i, r := range refs {
+		series[r] = head.New(head.Options{}, nil).Restore(r, "t", labelsOf("t", i))
+		idx.set(r, series[r])
+		set.add(r)
+	}
+	seen := map[uint64]int{}
+	idx.each(func(r uint64, s *head.Series) {
+		seen[r]++
+		if s != series[r] {
+			t.Errorf("each: ref %d maps to another series", r)
+		}
+	})
+	for _, r := range refs {
+		if idx.get(r) != series[r] || !set.has(r) || seen[r] != 1 {
+			t.Errorf("ref %d: get %v, has %v, each visits it %d times", r, idx.get(r) != nil, set.has(r), seen[r])
+		}
+	}
+	if set.has(6) || idx.get(6) != nil {
+		t.Error("ref 6 was never added")
+	}
+}
+
+// TestDeltaReplayKeepsSeriesWithRefsPastAMillion: refs grow over a data
+// directory's life; a delta whose samples come in hash order, the first
+// far past the others, must not prune a live series.
+func TestDeltaReplayKeepsSeriesWithRefsPastAMillion(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.t.UnixMilli()
+	dir := filepath.Join(e.dir, "wal")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	refs := []uint64{1, 1_024_000, 2_000_000, 2_000_100}
+	scratch := head.New(head.Options{}, nil)
+	var ss []*head.Series
+	for i, r := range refs {
+		ss = append(ss, scratch.Restore(r, "a", labelsOf("a", i)))
+	}
+	var sw samplesWriter
+	sw.begin(appendSeriesRecord(nil, ss), now)
+	for _, r := range refs {
+		sw.add(r, now, float64(now))
+	}
+	if err := os.WriteFile(filepath.Join(dir, checkpointName(1)), sw.end(), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	sw.begin(appendBase(nil, 1, 0), now+1)
+	for _, r := range []uint64{2_000_000, 1_024_000, 2_000_100, 1} {
+		sw.add(r, now+1, float64(now+1))
+	}
+	if err := os.WriteFile(filepath.Join(dir, checkpointName(2)), sw.end(), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	_, hd, _ := e.open()
+	for i, r := range refs {
+		if got := held(hd, "a", i); got != now+1 {
+			t.Errorf("a/%d (ref %d): held %d, want %d", i, r, got, now+1)
+		}
+	}
+}
+
+// TestCheckpointNeverBuildsOnItself: were a checkpoint's number given
+// again (its clean-up failed before the number was recorded, and nothing
+// was logged since), the new one must not be a delta naming itself: that
+// would replace its own base.
+func TestCheckpointNeverBuildsOnItself(t *testing.T) {
+	e := newEnv(t)
+	st, _, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("a", 0, 10, now))
+	mustCheckpoint(t, st)
+	st.checkpointMu.Lock()
+	st.lastCheckpoint = 0 // as if it had not been recorded
+	st.checkpointMu.Unlock()
+	mustCheckpoint(t, st)
+	st.Close()
+	_, hd, _ := e.open()
+	for i := range 10 {
+		if got := held(hd, "a", i); got != now {
+			t.Fatalf("a/%d: held %d, want %d", i, got, now)
+		}
 	}
 }
 

@@ -270,8 +270,8 @@ func (s *Storage) truncate(name string, off int64) error {
 }
 
 // refIndex maps the refs met during replay to head series. Refs are dense
-// (1, 2, 3, ...), so a slice serves them; a ref far past the others (only
-// damaged data holds one) goes to a map rather than growing the slice.
+// (1, 2, 3, ...), so a slice serves them; a ref far past the others goes
+// to a map rather than growing the slice, until the slice grows over it.
 type refIndex struct {
 	dense  []*head.Series
 	sparse map[uint64]*head.Series
@@ -281,6 +281,14 @@ func (x *refIndex) set(ref uint64, s *head.Series) {
 	if ref >= uint64(len(x.dense)) && ref < 2*uint64(len(x.dense))+1<<20 {
 		n := max(2*len(x.dense), int(ref)+1)
 		x.dense = slices.Grow(x.dense, n-len(x.dense))[:n]
+		// The slice now covers refs the map held: they move, or the
+		// slice's empty slots would hide them.
+		for r, v := range x.sparse {
+			if r < uint64(n) {
+				x.dense[r] = v
+				delete(x.sparse, r)
+			}
+		}
 	}
 	if ref < uint64(len(x.dense)) {
 		x.dense[ref] = s
@@ -451,7 +459,10 @@ func (s *Storage) replayCheckpoint(n int, rs *replayState, prune bool) (checkpoi
 		res.base, res.baseSeries, res.baseGood = n, cp.series, true
 		return res, nil
 	}
-	if prune && res.baseGood {
+	// The delta gives a sample to every series live when it was written,
+	// so it alone decides what of the base is gone: a damaged base's
+	// readable part is pruned too.
+	if prune {
 		res.carried, res.gone = cp.carried+cp.series, s.prune(rs.refs, uint32(res.base), cp.sampled)
 	}
 	return res, nil
@@ -473,7 +484,8 @@ func (s *Storage) prune(refs *refIndex, b uint32, sampled *refSet) int {
 	return len(gone)
 }
 
-// refSet is a set of refs: a bitmap over the dense ones, as refIndex.
+// refSet is a set of refs: a bitmap over the dense ones, a map for those
+// far past them, as refIndex.
 type refSet struct {
 	dense  []uint64
 	sparse map[uint64]struct{}
@@ -484,6 +496,12 @@ func (x *refSet) add(ref uint64) {
 	if w >= uint64(len(x.dense)) && w < 2*uint64(len(x.dense))+1<<14 {
 		n := max(2*len(x.dense), int(w)+1)
 		x.dense = slices.Grow(x.dense, n-len(x.dense))[:n]
+		for r := range x.sparse {
+			if r/64 < uint64(n) {
+				x.dense[r/64] |= 1 << (r % 64)
+				delete(x.sparse, r)
+			}
+		}
 	}
 	if w < uint64(len(x.dense)) {
 		x.dense[w] |= 1 << (ref % 64)
@@ -598,7 +616,7 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 		return nil // nothing logged since the last checkpoint
 	}
 	base := s.base
-	if s.fullNext {
+	if s.fullNext || base >= n {
 		base = 0
 	}
 	size, cs, err := s.writeCheckpoint(n, base, ctx)
@@ -606,6 +624,9 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 		s.m.checkpointErrors.Inc()
 		return fmt.Errorf("checkpoint %d: %w", n, err)
 	}
+	// Durable: from here on n is the newest checkpoint, even if what
+	// follows fails (a checkpoint of the same number would replace it).
+	s.lastCheckpoint = n
 	kind := "full"
 	if base == 0 {
 		s.base, s.baseSeries, s.carried, s.fullNext = n, cs.series, 0, false
@@ -628,7 +649,6 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 			s.remove(checkpointName(cp))
 		}
 	}
-	s.lastCheckpoint = n
 	s.updateSegments()
 	s.m.checkpointDuration.Observe(time.Since(start).Seconds())
 	s.m.checkpointBytes.Set(float64(size))
