@@ -212,8 +212,10 @@ func TestDeltaReplayRemovesSeriesGoneSinceBase(t *testing.T) {
 	if len(cps) != 2 || cps[0] != full {
 		t.Fatalf("checkpoints %v, want the base %d and a delta", cps, full)
 	}
-	if base, refs, samples := checkpointKind(t, st, cps[1]); base != full || len(refs) != 1 || samples != 5 {
-		t.Fatalf("delta: base %d, %d series records, %d samples; want %d, 1 (moved/0) and 5", base, len(refs), samples, full)
+	// The 5 "old" series expired, found so on the delta's walk: written
+	// once more, then removed.
+	if base, refs, samples := checkpointKind(t, st, cps[1]); base != full || len(refs) != 1 || samples != 10 {
+		t.Fatalf("delta: base %d, %d series records, %d samples; want %d, 1 (moved/0) and 10", base, len(refs), samples, full)
 	}
 	st.Close()
 
@@ -488,5 +490,23 @@ func TestFullCheckpointOnceDeltasCarryTheBase(t *testing.T) {
 	}
 	if want := []string{"full", "delta", "delta", "delta", "full"}; !slices.Equal(got, want) {
 		t.Fatalf("checkpoints written: %v, want %v", got, want)
+	}
+}
+
+// TestIdleCheckpointStillRemovesExpired: with nothing logged since the last
+// checkpoint none is written, but expired series still leave the head.
+func TestIdleCheckpointStillRemovesExpired(t *testing.T) {
+	e := newEnv(t)
+	st, hd, _ := e.open()
+	mustAppend(t, st, batch("a", 0, 10, e.clock.t.UnixMilli()))
+	mustCheckpoint(t, st)
+	before := checkpoints(t, st)
+	e.clock.t = e.clock.t.Add(11 * time.Minute) // retention is 10m
+	mustCheckpoint(t, st)
+	if hd.NumSeries() != 0 {
+		t.Fatalf("%d expired series held after a checkpoint with nothing logged", hd.NumSeries())
+	}
+	if after := checkpoints(t, st); !slices.Equal(after, before) {
+		t.Fatalf("checkpoints %v, then %v: want none written", before, after)
 	}
 }

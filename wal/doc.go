@@ -55,7 +55,15 @@
 // A checkpoint walks the head a stripe at a time (no snapshot the size of
 // the head), and the ones Run writes are paced: the writer sleeps three
 // times the work of every chunk of 1024 series, so that at a million
-// series pushes do not wait behind it.
+// series pushes do not wait behind it. The same walk finds the expired
+// series (newest sample older than the retention): they are written into
+// the checkpoint like the others — one may have been written again since
+// the walk, its sample logged with no new series record — and removed
+// from the head once it is durable, if still expired; replay removes those
+// a checkpoint holds. When nothing was logged since the last checkpoint,
+// none is written and a paced walk of its own removes them. Covered
+// segments are truncated a step at a time, paced, before they are
+// unlinked: freeing a 128 MB segment at once held the log's fsyncs up.
 //
 // # Record frame
 //
@@ -127,6 +135,6 @@
 // Appends run concurrently; the group commit serialises file I/O on one
 // goroutine at a time. The cut barrier (a RWMutex held shared from an
 // Append's write until its head update, exclusively only for the instant of
-// a cut or one sixteenth of a GC pass) is the WAL's own lock and the only
-// lock held across I/O.
+// a cut, a drop, or the removal of expired series, found on walks that do
+// not take it) is the WAL's own lock and the only lock held across I/O.
 package wal

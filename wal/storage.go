@@ -191,7 +191,6 @@ func (s *Storage) Replay() error {
 			cpBad = true
 		} else if res.baseGood {
 			s.base, s.baseSeries, s.carried = res.base, res.baseSeries, res.carried
-			s.fullNext = s.needFull(res.carried, res.gone)
 		}
 		// Older checkpoints are left by a crash right after a newer one was
 		// renamed into place. With a good newest checkpoint they are
@@ -239,6 +238,13 @@ func (s *Storage) Replay() error {
 		report(err) // damage in an older file, or an I/O error: never cut
 	}
 
+	// A checkpoint holds the series found expired on its walk (see
+	// checkpoint): they go now. Then what the next checkpoint should be
+	// is decided as the running process would have.
+	s.head.GC()
+	if s.base != 0 {
+		s.fullNext = s.needFull(s.carried, s.baseSeries-s.heldInBase())
+	}
 	s.lastCheckpoint = cp
 	s.log = newLog(s.dir, last, s.opts.SegmentSize, s.opts.createSegment, s.m)
 	s.updateSegments()
@@ -421,7 +427,6 @@ type checkpointResult struct {
 	baseSeries int  // the series it holds
 	baseGood   bool // base read whole: the next delta may build on it
 	carried    int  // series records the deltas on the base have carried
-	gone       int  // series of the base a delta gives no sample
 }
 
 // replayCheckpoint applies checkpoint n and, for a delta, its base first.
@@ -463,14 +468,15 @@ func (s *Storage) replayCheckpoint(n int, rs *replayState, prune bool) (checkpoi
 	// so it alone decides what of the base is gone: a damaged base's
 	// readable part is pruned too.
 	if prune {
-		res.carried, res.gone = cp.carried+cp.series, s.prune(rs.refs, uint32(res.base), cp.sampled)
+		res.carried = cp.carried + cp.series
+		s.prune(rs.refs, uint32(res.base), cp.sampled)
 	}
 	return res, nil
 }
 
 // prune removes the series read from base b that the delta after it gave
-// no sample, forgets their refs, and returns how many it removed.
-func (s *Storage) prune(refs *refIndex, b uint32, sampled *refSet) int {
+// no sample, and forgets their refs.
+func (s *Storage) prune(refs *refIndex, b uint32, sampled *refSet) {
 	var gone []*head.Series
 	refs.each(func(ref uint64, x *head.Series) {
 		if x.Base() == b && !sampled.has(x.Ref()) {
@@ -481,7 +487,6 @@ func (s *Storage) prune(refs *refIndex, b uint32, sampled *refSet) int {
 		}
 	})
 	s.head.Remove(gone)
-	return len(gone)
 }
 
 // refSet is a set of refs: a bitmap over the dense ones, a map for those
@@ -572,6 +577,31 @@ func (s *Storage) remove(name string) {
 	}
 }
 
+// truncateStep is how much of a file removePaced frees at a time.
+const truncateStep = 8 << 20
+
+// removePaced removes a file the way Run's checkpoints are written: when
+// ctx is set, the file is first truncated a step at a time, paced. Freeing
+// the blocks of a 128 MB segment in one unlink held up the log's fsyncs,
+// which wait for the same filesystem journal, for some 60 ms (ext4).
+func (s *Storage) removePaced(ctx context.Context, name string) {
+	if ctx != nil {
+		if f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_WRONLY, 0); err == nil {
+			work := time.Now()
+			if fi, err := f.Stat(); err == nil {
+				for size := fi.Size() - truncateStep; size > 0; size -= truncateStep {
+					if f.Truncate(size) != nil {
+						break
+					}
+					pace(ctx, &work)
+				}
+			}
+			f.Close()
+		}
+	}
+	s.remove(name)
+}
+
 func (s *Storage) updateSegments() {
 	segs, _, err := s.listDir()
 	if err == nil {
@@ -605,15 +635,19 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 	s.cutMu.Lock()
 	n := s.log.cut()
 	s.cutMu.Unlock()
-	// GC may not run between an Append's Prepare and its Commit; holding the
-	// barrier for one chunk at a time keeps each pause short.
-	for c := range head.GCChunks {
-		s.cutMu.Lock()
-		s.head.GCChunk(c)
-		s.cutMu.Unlock()
-	}
 	if n <= s.lastCheckpoint {
-		return nil // nothing logged since the last checkpoint
+		// Nothing logged since the last checkpoint: none to write, but
+		// expired series still go. GC may not remove a series between an
+		// Append's Prepare and its Commit: it holds the barrier while it
+		// removes, one chunk at a time, and its walk is paced.
+		work := time.Now()
+		for c := range head.GCChunks {
+			s.head.GCChunk(c, &s.cutMu)
+			if ctx != nil {
+				pace(ctx, &work)
+			}
+		}
+		return nil
 	}
 	base := s.base
 	if s.fullNext || base >= n {
@@ -627,6 +661,15 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 	// Durable: from here on n is the newest checkpoint, even if what
 	// follows fails (a checkpoint of the same number would replace it).
 	s.lastCheckpoint = n
+	// The walk found the expired series; they are in the checkpoint (one
+	// may have been written again since the walk, its sample logged without
+	// a series record) and go now, those still expired.
+	gcStart := time.Now()
+	for c := range slices.Chunk(cs.expired, checkpointChunk) {
+		s.head.RemoveExpired(c, &s.cutMu)
+	}
+	clear(cs.expired)
+	gcTook := time.Since(gcStart)
 	kind := "full"
 	if base == 0 {
 		s.base, s.baseSeries, s.carried, s.fullNext = n, cs.series, 0, false
@@ -635,25 +678,28 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 		s.carried += cs.series - cs.inBase
 		s.fullNext = s.needFull(s.carried, s.baseSeries-cs.inBase)
 	}
+	cleanup := time.Now()
 	segs, cps, err := s.listDir()
 	if err != nil {
 		return fmt.Errorf("checkpoint %d: %w", n, err)
 	}
 	for _, seg := range segs {
 		if seg <= n {
-			s.remove(segmentName(seg))
+			s.removePaced(ctx, segmentName(seg))
 		}
 	}
 	for _, cp := range cps {
 		if cp < n && cp != base {
-			s.remove(checkpointName(cp))
+			s.removePaced(ctx, checkpointName(cp))
 		}
 	}
 	s.updateSegments()
+	cleaned := time.Since(cleanup)
 	s.m.checkpointDuration.Observe(time.Since(start).Seconds())
 	s.m.checkpointBytes.Set(float64(size))
 	s.m.checkpoints.WithLabelValues(kind).Inc()
-	s.logger.Debug("wal checkpoint written", "covers", segmentName(n), "kind", kind, "base", base, "series", cs.series, "bytes", size, "duration", time.Since(start))
+	s.logger.Debug("wal checkpoint written", "covers", segmentName(n), "kind", kind, "base", base, "series", cs.series, "bytes", size,
+		"duration", time.Since(start), "write", cs.write, "sync", cs.sync, "gc", gcTook, "cleanup", cleaned)
 	return nil
 }
 
@@ -676,6 +722,21 @@ func pace(ctx context.Context, since *time.Time) {
 	*since = time.Now()
 }
 
+// heldInBase returns how many held series the base holds.
+func (s *Storage) heldInBase() int {
+	n := 0
+	var part []*head.Series
+	for p := range head.SeriesParts {
+		part = s.head.AppendSeriesPart(part[:0], p)
+		for _, x := range part {
+			if x.Base() == uint32(s.base) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // needFull reports whether the next checkpoint should be full, given the
 // series records the deltas since the base have carried and how many of
 // the base's series are gone: once the deltas have written as many labels
@@ -690,12 +751,17 @@ func (s *Storage) needFull(carried, gone int) bool {
 type checkpointStats struct {
 	series int // live series: a sample each
 	inBase int // of which the base holds the series record
+	// how long writing the records and the fsync after took
+	write, sync time.Duration
+	expired     []*head.Series // found expired on the walk
 }
 
 // writeCheckpoint writes checkpoint n: a full one if base is 0, else a
 // delta building on checkpoint.base.
 func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, checkpointStats, error) {
 	var cs checkpointStats
+	started := time.Now()
+	minT := s.head.MinTime()
 	final := filepath.Join(s.dir, checkpointName(n))
 	tmp := final + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
@@ -747,6 +813,10 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 		part = s.head.AppendSeriesPart(part[:0], p)
 		for _, x := range part {
 			t, v := x.Latest()
+			expired := t < minT
+			if expired {
+				cs.expired = append(cs.expired, x) // not visible: GC removes it after
+			}
 			if !x.Logged() || !x.Committed() {
 				continue // never made it to the log: nothing acknowledged
 			}
@@ -759,7 +829,9 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 				// a mark that is wrong.
 				x.SetBase(uint32(n))
 			case x.Base() == uint32(base):
-				cs.inBase++
+				if !expired {
+					cs.inBase++ // an expired one is about to be gone
+				}
 			default:
 				fresh = append(fresh, x)
 			}
@@ -780,6 +852,8 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 		f.Close()
 		return 0, cs, err
 	}
+	synced := time.Now()
+	cs.write = synced.Sub(started)
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return 0, cs, err
@@ -790,7 +864,9 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 	if err := os.Rename(tmp, final); err != nil {
 		return 0, cs, err
 	}
-	return size, cs, syncDir(s.dir)
+	err = syncDir(s.dir)
+	cs.sync = time.Since(synced)
+	return size, cs, err
 }
 
 // Run checkpoints every CheckpointInterval until ctx is done.

@@ -442,9 +442,14 @@ func TestRunWritesPacedCheckpoints(t *testing.T) {
 	mustAppend(t, st, batch("a", 5, 15, now-400))
 	cancel()
 	<-done
-	_, cps, err := st.listDir()
+	segs, cps, err := st.listDir()
 	if err != nil || len(cps) == 0 {
 		t.Fatalf("no checkpoint left (%v)", err)
+	}
+	for _, seg := range segs {
+		if seg <= cps[len(cps)-1] {
+			t.Fatalf("segment %d is covered by checkpoint %d but was not removed", seg, cps[len(cps)-1])
+		}
 	}
 	st.Close()
 	_, hd, _ := e.open()

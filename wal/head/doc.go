@@ -19,11 +19,11 @@
 //     visible, so it leaves /federate at once and comes back only with a
 //     newer real sample.
 //   - A series whose newest sample is older than now-retention is not
-//     visible, and GC (which its owner, the WAL, runs at each checkpoint)
+//     visible, and GC (which its owner, the WAL, runs with each checkpoint)
 //     removes it. A new series whose only sample is already that old is not
 //     created.
 //   - Labels passed in are only read during the call; the head copies what it
-//     keeps (two allocations per new series, none per existing one).
+//     keeps (one allocation per new series, none per existing one).
 //
 // # Concurrency
 //

@@ -581,37 +581,82 @@ const GCChunks = 16
 // GC removes every series whose newest sample is older than the retention.
 func (h *Head) GC() {
 	for c := range GCChunks {
-		h.GCChunk(c)
+		h.GCChunk(c, nil)
 	}
 }
 
 // GCChunk does one sixteenth of a GC pass: the stripes of chunk c (0 to
-// GCChunks-1). A caller that must keep GC from running between Prepare and
-// Commit can hold its barrier for one chunk at a time.
-func (h *Head) GCChunk(c int) {
+// GCChunks-1). It looks for expired series under the stripe locks alone;
+// only if it finds some does it take barrier (if not nil), check them
+// again and remove them. A caller that must keep GC from running between
+// Prepare and Commit passes that lock as barrier: it is then held only
+// while something is removed, not for the walk over every series (at a
+// million series, taking it for the walks stalled pushes for a second).
+func (h *Head) GCChunk(c int, barrier sync.Locker) {
 	start := time.Now()
 	minT := h.MinTime()
-	var removed []*Series
+	var expired []stripeSeries
 	per := stripeCount / GCChunks
 	for i := c * per; i < (c+1)*per; i++ {
 		st := &h.stripes[i]
-		removed = removed[:0]
 		st.mu.Lock()
 		for _, sl := range st.series.slots {
 			if sl.s != nil && sl.s.t.Load() < minT {
-				removed = append(removed, sl.s)
+				expired = append(expired, stripeSeries{st, sl.s})
 			}
 		}
-		for _, s := range removed {
-			st.series.remove(s)
-		}
-		if len(removed) > 0 {
-			h.removeFromFamilies(removed)
-		}
 		st.mu.Unlock()
-		h.uncount(removed)
+	}
+	if len(expired) > 0 {
+		if barrier != nil {
+			barrier.Lock()
+		}
+		h.removeExpired(expired, minT)
+		if barrier != nil {
+			barrier.Unlock()
+		}
 	}
 	h.metrics.gcDuration.Observe(time.Since(start).Seconds())
+}
+
+// RemoveExpired removes those of ss that are expired and still held,
+// holding barrier (if not nil) while it does; see GCChunk. It is for a
+// caller that has found the expired series on a walk of its own (the WAL's
+// checkpoint reads every series anyway).
+func (h *Head) RemoveExpired(ss []*Series, barrier sync.Locker) {
+	if len(ss) == 0 {
+		return
+	}
+	found := make([]stripeSeries, len(ss))
+	for i, s := range ss {
+		found[i] = stripeSeries{&h.stripes[s.hash&(stripeCount-1)], s}
+	}
+	if barrier != nil {
+		barrier.Lock()
+		defer barrier.Unlock()
+	}
+	h.removeExpired(found, h.MinTime())
+}
+
+// stripeSeries is a series and the stripe it was found in.
+type stripeSeries struct {
+	st *stripe
+	s  *Series
+}
+
+// removeExpired removes those of ss, found expired at minT, that still are
+// held and expired: a Commit or Remove may have come in between.
+func (h *Head) removeExpired(ss []stripeSeries, minT int64) {
+	removed := make([]*Series, 0, len(ss))
+	for _, x := range ss {
+		x.st.mu.Lock()
+		if x.s.t.Load() < minT && x.st.series.remove(x.s) {
+			h.removeFromFamilies([]*Series{x.s})
+			removed = append(removed, x.s)
+		}
+		x.st.mu.Unlock()
+	}
+	h.uncount(removed)
 }
 
 // Remove drops the given series from the head (those still held; a series

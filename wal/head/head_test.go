@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -306,5 +307,66 @@ func TestRemove(t *testing.T) {
 	appendOne(t, h, "a", packed("__name__", "m", "i", "0"), Sample{now + 1, 2})
 	if h.TenantSeries("a") != 1 {
 		t.Fatal("a removed series cannot be written again")
+	}
+}
+
+// hookLocker is a barrier that counts how often it is taken and runs a
+// hook just before, as if an Append got in between.
+type hookLocker struct {
+	locks int
+	hook  func()
+	mu    sync.Mutex
+}
+
+func (l *hookLocker) Lock() {
+	l.locks++
+	if l.hook != nil {
+		l.hook()
+	}
+	l.mu.Lock()
+}
+
+func (l *hookLocker) Unlock() { l.mu.Unlock() }
+
+// TestGCTakesTheBarrierOnlyToRemove: a GC pass over a head with nothing
+// expired never takes the caller's barrier; with expired series it takes it
+// once per chunk that has some, and a series that received a newer sample
+// between the walk and the barrier (a Commit) stays.
+func TestGCTakesTheBarrierOnlyToRemove(t *testing.T) {
+	h, c := newTestHead(t)
+	for i := range 2000 {
+		appendOne(t, h, "a", packed("__name__", "m", "i", fmt.Sprint(i)), Sample{c.t.UnixMilli(), 1})
+	}
+	var bar hookLocker
+	for chunk := range GCChunks {
+		h.GCChunk(chunk, &bar)
+	}
+	if bar.locks != 0 || h.NumSeries() != 2000 {
+		t.Fatalf("nothing expired: barrier taken %d times, %d series left; want 0 and 2000", bar.locks, h.NumSeries())
+	}
+
+	old, revived := packed("__name__", "old", "i", "1"), packed("__name__", "old", "i", "2")
+	appendOne(t, h, "a", old, Sample{c.t.UnixMilli(), 1})
+	appendOne(t, h, "a", revived, Sample{c.t.UnixMilli(), 1})
+	c.t = c.t.Add(11 * time.Minute) // everything expired
+	bar.hook = func() {
+		bar.hook = nil
+		appendOne(t, h, "a", revived, Sample{c.t.UnixMilli(), 2})
+	}
+	first := int(xxhash.Sum64(revived)&(stripeCount-1)) / (stripeCount / GCChunks) // its chunk
+	h.GCChunk(first, &bar)
+	for chunk := range GCChunks {
+		if chunk != first {
+			h.GCChunk(chunk, &bar)
+		}
+	}
+	if bar.locks == 0 || bar.locks > GCChunks {
+		t.Fatalf("barrier taken %d times, want once per chunk with expired series", bar.locks)
+	}
+	if h.NumSeries() != 1 {
+		t.Fatalf("%d series left, want only the one written during GC", h.NumSeries())
+	}
+	if ts, _, ok := latest(t, h, revived); !ok || ts != c.t.UnixMilli() {
+		t.Fatalf("the series written between GC's walk and its barrier: held %v at %d", ok, ts)
 	}
 }
