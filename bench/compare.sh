@@ -12,7 +12,8 @@
 # Knobs (env): SIZES, TENANTS, SERIES_PER_REQUEST, CONCURRENCY, ROUNDS,
 # WARMUP_ROUNDS, HALF_ROUNDS (rounds paced at half the measured samples/s,
 # for p99_half_ms; 0: none), RECEIVERS, PROMETHEUS, VICTORIA_METRICS,
-# RECEIVER_CPU, LOADGEN_CPU, BASE_PORT.
+# RECEIVER_CPU, LOADGEN_CPU, BASE_PORT, LOG_SLOW (e.g. 50ms: the load
+# generator prints each request slower than that, with its due time).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -134,7 +135,7 @@ for size in $SIZES; do
 		log "$name (pid $PID): $size series = $TENANTS tenants x $per_tenant"
 		taskset -c "$LOADGEN_CPU" "$TMP/bin/loadgen" -url="$WRITE_URL" -auth="$AUTH" -tenant-label="$TENANT_LABEL" \
 			-tenants="$TENANTS" -series-per-tenant="$per_tenant" -series-per-request="$SERIES_PER_REQUEST" \
-			-concurrency="$CONCURRENCY" -rounds="$ROUNDS" -warmup-rounds="$WARMUP_ROUNDS" -half-rounds="$HALF_ROUNDS" -pid="$PID" \
+			-concurrency="$CONCURRENCY" -rounds="$ROUNDS" -warmup-rounds="$WARMUP_ROUNDS" -half-rounds="$HALF_ROUNDS" -log-slow="${LOG_SLOW:-0}" -pid="$PID" \
 			| tee "$TMP/$name-$size.out" >&2
 		result=$(grep '^RESULT ' "$TMP/$name-$size.out")
 		if [[ $name == victoriametrics ]]; then

@@ -23,6 +23,9 @@ type Config struct {
 	PID              int
 	Interval         time.Duration
 	Timeout          time.Duration
+	// LogSlow, if set, prints each request slower than it, with the time it
+	// was due, so that stalls can be lined up with the receiver's logs.
+	LogSlow time.Duration
 }
 
 // Validate reports the first setting that cannot work.
@@ -50,6 +53,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("-interval %s: want > 0", c.Interval)
 	case c.Timeout <= 0:
 		return fmt.Errorf("-timeout %s: want > 0", c.Timeout)
+	case c.LogSlow < 0:
+		return fmt.Errorf("-log-slow %s: want >= 0", c.LogSlow)
 	}
 	switch c.Auth {
 	case "bearer", "basic", "none":

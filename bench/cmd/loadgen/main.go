@@ -66,6 +66,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.PID, "pid", 0, "receiver's pid: report its CPU seconds and peak RSS from /proc")
 	fs.DurationVar(&c.Interval, "interval", 15*time.Second, "timestamp step between rounds; the last round is stamped just before now")
 	fs.DurationVar(&c.Timeout, "timeout", time.Minute, "per-request timeout")
+	fs.DurationVar(&c.LogSlow, "log-slow", 0, "print to stderr each request slower than this, with the UTC time it was due; 0: none")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,5 +126,41 @@ func TestSendRoundsPaced(t *testing.T) {
 	}
 	if len(last) != len(reqs) {
 		t.Fatalf("%d requests seen, want %d", len(last), len(reqs))
+	}
+}
+
+// TestLogSlow: -log-slow prints each request slower than it, with its due
+// time and answer, and nothing for faster ones.
+func TestLogSlow(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		logSlow time.Duration
+		lines   int
+	}{{time.Nanosecond, 1}, {time.Hour, 0}} {
+		c := Config{URL: srv.URL, Tenants: 1, Concurrency: 1, Auth: "none", Timeout: time.Minute, LogSlow: tc.logSlow}
+		s := newSender(c)
+		var out strings.Builder
+		s.slowOut = &out
+		st := &stats{codes: map[string]int64{}}
+		s.push(context.Background(), &request{samples: 1, bodies: [][]byte{{0}}}, 0, time.Now(), st)
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if out.Len() == 0 {
+			lines = nil
+		}
+		if len(lines) != tc.lines || st.codes["204"] != 1 {
+			t.Fatalf("-log-slow %s: printed %q for one 204; want %d lines", tc.logSlow, out.String(), tc.lines)
+		}
+		for _, l := range lines {
+			if !strings.HasPrefix(l, "slow due=") || !strings.HasSuffix(l, " code=204") {
+				t.Fatalf("-log-slow line %q: want slow due=HH:MM:SS.mmm took=D code=204", l)
+			}
+		}
+	}
+	if _, err := parseFlags([]string{"-log-slow=-1s"}); err == nil {
+		t.Fatal("-log-slow=-1s accepted")
 	}
 }

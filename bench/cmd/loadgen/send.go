@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +19,10 @@ type sender struct {
 	client  *http.Client
 	url     string
 	headers []http.Header // per tenant
+
+	logSlow time.Duration // see Config.LogSlow
+	slowMu  sync.Mutex
+	slowOut io.Writer
 }
 
 func newSender(c Config) *sender {
@@ -27,7 +32,7 @@ func newSender(c Config) *sender {
 		DisableCompression:  true,
 		IdleConnTimeout:     time.Minute,
 	}
-	s := &sender{client: &http.Client{Transport: tr, Timeout: c.Timeout}, url: c.URL}
+	s := &sender{client: &http.Client{Transport: tr, Timeout: c.Timeout}, url: c.URL, logSlow: c.LogSlow, slowOut: os.Stderr}
 	for t := range c.Tenants {
 		h := http.Header{
 			"Content-Type":                      {"application/x-protobuf"},
@@ -154,7 +159,13 @@ func (s *sender) push(ctx context.Context, r *request, round int, t0 time.Time, 
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	st.latencies = append(st.latencies, time.Since(t0))
+	d := time.Since(t0)
+	st.latencies = append(st.latencies, d)
+	if s.logSlow > 0 && d > s.logSlow {
+		s.slowMu.Lock()
+		fmt.Fprintf(s.slowOut, "slow due=%s took=%s code=%d\n", t0.UTC().Format("15:04:05.000"), d.Round(time.Millisecond), resp.StatusCode)
+		s.slowMu.Unlock()
+	}
 	st.codes[fmt.Sprint(resp.StatusCode)]++
 	if resp.StatusCode/100 == 2 {
 		st.accepted += int64(r.samples)
