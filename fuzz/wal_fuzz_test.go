@@ -31,6 +31,7 @@ const (
 )
 
 const (
+	walRetention   = time.Hour                                     // of the fuzzed heads
 	walNowMs       = 1_700_000_000_000                             // the clock of the fuzzed heads
 	appendedLabels = "\x08__name__\x08appended\x05after\x06replay" // what the target appends after replay
 )
@@ -140,7 +141,7 @@ func FuzzWALReplay(f *testing.F) {
 // minute, with a number of runs that grows with the square of its size.
 func walSeeds(f *testing.F) [][]byte {
 	dir := f.TempDir()
-	hd := head.New(head.Options{Retention: time.Hour, Now: func() time.Time { return time.UnixMilli(walNowMs) }}, nil)
+	hd := head.New(head.Options{Retention: walRetention, Now: func() time.Time { return time.UnixMilli(walNowMs) }}, nil)
 	st, err := wal.Open(dir, hd, wal.Options{SegmentSize: 1}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		f.Fatal(err)
@@ -191,7 +192,7 @@ func walSeeds(f *testing.F) [][]byte {
 
 func replayWAL(t *testing.T, dir string) (*wal.Storage, *head.Head, error) {
 	t.Helper()
-	hd := head.New(head.Options{Retention: time.Hour, Now: func() time.Time { return time.UnixMilli(walNowMs) }}, nil)
+	hd := head.New(head.Options{Retention: walRetention, Now: func() time.Time { return time.UnixMilli(walNowMs) }}, nil)
 	st, err := wal.Open(dir, hd, wal.Options{}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -283,8 +284,9 @@ func reframe(b []byte) []byte {
 // referenceReplay reads b as wal/doc.go describes: records up to the first
 // one that is cut short, fails its CRC, has an unknown type or does not
 // decode, each applied whole. It returns the newest sample of each series
-// that has one, where the good records end, and whether they gave each ref
-// only one label set.
+// whose newest sample is within the retention (replay removes the
+// others), where the good records end, and whether they gave each ref only
+// one label set.
 func referenceReplay(b []byte) (_ map[string]walSample, end int, refsUnique bool) {
 	byLabels := map[string]*walSample{} // t is MinInt64 until a sample comes
 	refs := map[uint64]*walSample{}
@@ -304,7 +306,7 @@ func referenceReplay(b []byte) (_ map[string]walSample, end int, refsUnique bool
 	}
 	held := map[string]walSample{}
 	for l, s := range byLabels {
-		if s.t != math.MinInt64 {
+		if s.t >= walNowMs-walRetention.Milliseconds() {
 			held[l] = *s
 		}
 	}
