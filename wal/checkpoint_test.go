@@ -510,3 +510,30 @@ func TestIdleCheckpointStillRemovesExpired(t *testing.T) {
 		t.Fatalf("checkpoints %v, then %v: want none written", before, after)
 	}
 }
+
+// TestFailedCheckpointStillRemovesExpired: a checkpoint that cannot be
+// written still lets the expired series go (they hold their tenant's
+// series limit and memory); the log keeps what replay needs.
+func TestFailedCheckpointStillRemovesExpired(t *testing.T) {
+	e := newEnv(t)
+	st, hd, _ := e.open()
+	mustAppend(t, st, batch("a", 0, 10, e.clock.t.UnixMilli()))
+	mustCheckpoint(t, st)
+	e.clock.t = e.clock.t.Add(11 * time.Minute) // retention is 10m
+	mustAppend(t, st, batch("b", 0, 2, e.clock.t.UnixMilli()))
+	next := st.log.seq // the segment the next cut closes: the checkpoint's number
+	if err := os.Mkdir(filepath.Join(st.dir, checkpointName(next)+".tmp"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Checkpoint(); err == nil {
+		t.Fatal("checkpoint written over a directory")
+	}
+	if n := hd.TenantSeries("a"); n != 0 {
+		t.Fatalf("%d expired series held after a failed checkpoint", n)
+	}
+	st.Close()
+	_, hd2, _ := e.open()
+	if hd2.TenantSeries("a") != 0 || held(hd2, "b", 1) != e.clock.t.UnixMilli() {
+		t.Fatalf("after replay: a %d series, b/1 at %d", hd2.TenantSeries("a"), held(hd2, "b", 1))
+	}
+}

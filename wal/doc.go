@@ -63,7 +63,10 @@
 // a checkpoint holds. When nothing was logged since the last checkpoint,
 // none is written and a paced walk of its own removes them. Covered
 // segments are truncated a step at a time, paced, before they are
-// unlinked: freeing a 128 MB segment at once held the log's fsyncs up.
+// unlinked: freeing a 128 MB segment at once held the log's fsyncs up. (A
+// crash in the middle leaves one cut short; it is covered, so only a
+// checkpoint that later rots would make replay read it, and then only its
+// remaining records.)
 //
 // # Record frame
 //

@@ -635,22 +635,12 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 	s.cutMu.Lock()
 	n := s.log.cut()
 	s.cutMu.Unlock()
+	if n <= s.lastCheckpoint {
+		s.gc(ctx) // nothing logged since the last checkpoint: none to write
+		return nil
+	}
 	if ctx != nil {
 		settle(ctx, min(checkpointSettle, s.opts.CheckpointInterval/4))
-	}
-	if n <= s.lastCheckpoint {
-		// Nothing logged since the last checkpoint: none to write, but
-		// expired series still go. GC may not remove a series between an
-		// Append's Prepare and its Commit: it holds the barrier while it
-		// removes, one chunk at a time, and its walk is paced.
-		work := time.Now()
-		for c := range head.GCChunks {
-			s.head.GCChunk(c, &s.cutMu)
-			if ctx != nil {
-				pace(ctx, &work)
-			}
-		}
-		return nil
 	}
 	base := s.base
 	if s.fullNext || base >= n {
@@ -659,6 +649,10 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 	size, cs, err := s.writeCheckpoint(n, base, ctx)
 	if err != nil {
 		s.m.checkpointErrors.Inc()
+		// Expired series go all the same (they hold their tenant's
+		// series limit and memory): their records are still in the
+		// segments and checkpoints kept.
+		s.gc(ctx)
 		return fmt.Errorf("checkpoint %d: %w", n, err)
 	}
 	// Durable: from here on n is the newest checkpoint, even if what
@@ -678,7 +672,7 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 		s.base, s.baseSeries, s.carried, s.fullNext = n, cs.series, 0, false
 	} else {
 		kind = "delta"
-		s.carried += cs.series - cs.inBase
+		s.carried += cs.records
 		s.fullNext = s.needFull(s.carried, s.baseSeries-cs.inBase)
 	}
 	cleanup := time.Now()
@@ -706,11 +700,26 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 	return nil
 }
 
+// gc removes the expired series without a checkpoint: GC may not remove a
+// series between an Append's Prepare and its Commit, so it holds the
+// barrier while it removes, one chunk at a time; its walk is paced while
+// ctx (if not nil) is not done.
+func (s *Storage) gc(ctx context.Context) {
+	work := time.Now()
+	for c := range head.GCChunks {
+		s.head.GCChunk(c, &s.cutMu)
+		if ctx != nil {
+			pace(ctx, &work)
+		}
+	}
+}
+
 // checkpointSettle is how long a paced checkpoint waits after the cut
-// before it walks the head (at most a quarter of the interval). Measured, not understood: at a million series
-// on one CPU (ext4), starting the walk and the writes the moment the log
-// moved to a new segment made every push slow (over 50 ms) for 0.3-0.5 s,
-// in each of four runs; with this pause, in none of three (bench/README.md).
+// before it walks the head (at most a quarter of the interval). Measured,
+// not understood: at a million series on one CPU (ext4), starting the walk
+// and the writes the moment the log moved to a new segment made every push
+// slow (over 50 ms) for 0.3-0.5 s, in each of four runs; with this pause,
+// in none of three (bench/README.md).
 const checkpointSettle = time.Second
 
 // settle waits d, or until ctx is done.
@@ -769,8 +778,9 @@ func (s *Storage) needFull(carried, gone int) bool {
 
 // checkpointStats counts what a checkpoint held.
 type checkpointStats struct {
-	series int // live series: a sample each
-	inBase int // of which the base holds the series record
+	series  int // live series: a sample each
+	records int // series records written: those the base lacks
+	inBase  int // series, not expired, whose record the base holds
 	// how long writing the records and the fsync after took
 	write, sync time.Duration
 	expired     []*head.Series // found expired on the walk
@@ -844,6 +854,7 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 			switch {
 			case base == 0:
 				fresh = append(fresh, x)
+				cs.records++
 				// Marked before the file is durable: were it lost, no
 				// later checkpoint has its number, so no delta builds on
 				// a mark that is wrong.
@@ -854,6 +865,7 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 				}
 			default:
 				fresh = append(fresh, x)
+				cs.records++
 			}
 			chunk, ts, vs = append(chunk, x), append(ts, t), append(vs, v)
 			if len(chunk) == checkpointChunk {

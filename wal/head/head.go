@@ -157,7 +157,9 @@ const seriesSize = unsafe.Sizeof(Series{})
 func newSeries(lbls []byte) *Series {
 	words := make([]uint64, (int(seriesSize)+len(lbls)+7)/8)
 	s := (*Series)(unsafe.Pointer(unsafe.SliceData(words)))
-	copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(s), seriesSize)), len(lbls)), lbls)
+	if len(lbls) > 0 { // else there is nothing past the struct to point at
+		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(s), seriesSize)), len(lbls)), lbls)
+	}
 	s.nlab = uint32(len(lbls))
 	return s
 }
@@ -471,6 +473,9 @@ func (s *Series) set(t int64, v float64) {
 
 // Labels returns the series' label set.
 func (s *Series) Labels() Labels {
+	if s.nlab == 0 {
+		return "" // a pointer past the struct would point past the allocation
+	}
 	return Labels(unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(s), seriesSize)), s.nlab))
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -368,5 +369,22 @@ func TestGCTakesTheBarrierOnlyToRemove(t *testing.T) {
 	}
 	if ts, _, ok := latest(t, h, revived); !ok || ts != c.t.UnixMilli() {
 		t.Fatalf("the series written between GC's walk and its barrier: held %v at %d", ok, ts)
+	}
+}
+
+// TestEmptyLabelSet: a series without labels (the head refuses none) has
+// nothing after its struct; its labels must not point past its allocation,
+// which the GC (and, under -race, checkptr) would catch.
+func TestEmptyLabelSet(t *testing.T) {
+	h, c := newTestHead(t)
+	appendOne(t, h, "a", nil, Sample{c.t.UnixMilli(), 1})
+	ss := h.AppendAllSeries(nil)
+	if len(ss) != 1 || ss[0].Labels() != "" {
+		t.Fatalf("held %d series, labels %q; want one with none", len(ss), ss[0].Labels())
+	}
+	runtime.GC()
+	runtime.GC()
+	if ts, _ := ss[0].Latest(); ts != c.t.UnixMilli() {
+		t.Fatalf("held %d", ts)
 	}
 }
