@@ -281,3 +281,39 @@ func TestForwardReleasesLabelsOnceEncoded(t *testing.T) {
 		t.Fatalf("the owner holds %q, want %q", got, want)
 	}
 }
+
+// partCounter is a head that counts the parts a handoff reads.
+type partCounter struct {
+	*head.Head
+	parts int
+}
+
+func (c *partCounter) AppendSeriesPart(dst []*head.Series, part int) []*head.Series {
+	c.parts++
+	return c.Head.AppendSeriesPart(dst, part)
+}
+
+// TestHandoffWithNothingToMoveReadsNoSeries: the minutely handoff decides
+// per tenant, so with every held tenant owned it reads no series at all
+// (it snapshot every series and hashed each one's tenant, a GC-starting
+// allocation a minute at a million series); with some moved, it walks
+// the head once.
+func TestHandoffWithNothingToMoveReadsNoSeries(t *testing.T) {
+	insts := newInstances(t, 2, "peer-secret")
+	ctx := context.Background()
+	solo, _ := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
+	grown := insts[0].cur.Store(solo)
+	for k := range 40 {
+		if err := insts[0].router.Append(ctx, testBatch(fmt.Sprintf("cluster-%d", k), 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := &partCounter{Head: insts[0].head}
+	if n, err := insts[0].router.Handoff(ctx, src, headDropper{insts[0].head}, func(string) int { return 0 }); n != 0 || err != nil || src.parts != 0 {
+		t.Fatalf("every tenant owned: moved %d (%v), read %d parts; want 0, nil, 0", n, err, src.parts)
+	}
+	insts[0].cur.Store(grown)
+	if n, err := insts[0].router.Handoff(ctx, src, headDropper{insts[0].head}, func(string) int { return 0 }); n == 0 || err != nil || src.parts != head.SeriesParts {
+		t.Fatalf("after growth: moved %d (%v), read %d parts; want some, nil, %d", n, err, src.parts, head.SeriesParts)
+	}
+}

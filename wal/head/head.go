@@ -519,6 +519,18 @@ func (s *Series) Latest() (t int64, v float64) {
 // NumSeries returns the number of series held.
 func (h *Head) NumSeries() int { return int(h.numSeries.Load()) }
 
+// AppendTenants appends the IDs of the tenants that hold series to dst.
+func (h *Head) AppendTenants(dst []string) []string {
+	h.tenMu.RLock()
+	for id, t := range h.tenants {
+		if t.series.Load() > 0 {
+			dst = append(dst, id)
+		}
+	}
+	h.tenMu.RUnlock()
+	return dst
+}
+
 // TenantSeries returns the number of series held for one tenant.
 func (h *Head) TenantSeries(id string) int {
 	h.tenMu.RLock()
