@@ -580,8 +580,9 @@ func (h *Head) AppendSeriesPart(dst []*Series, part int) []*Series {
 	return dst
 }
 
-// AppendAllSeries appends every held series to dst: a snapshot, for a
-// checkpoint.
+// AppendAllSeries appends every held series to dst: a snapshot the size of
+// the head, for tests. Walks in the running process go a part at a time
+// (AppendSeriesPart).
 func (h *Head) AppendAllSeries(dst []*Series) []*Series {
 	for i := range h.stripes {
 		st := &h.stripes[i]
