@@ -81,6 +81,16 @@ func checkpointKind(t *testing.T, st *Storage, n int) (base int, refs []uint64, 
 	return base, refs, samples
 }
 
+// mustHold checks that series [from, to) of tenant hold a sample at want.
+func mustHold(t *testing.T, hd *head.Head, tenant string, from, to int, want int64) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if got := held(hd, tenant, i); got != want {
+			t.Fatalf("%s/%d: held %d, want %d", tenant, i, got, want)
+		}
+	}
+}
+
 func checkpoints(t *testing.T, st *Storage) []int {
 	t.Helper()
 	_, cps, err := st.listDir()
@@ -167,15 +177,8 @@ func TestDeltaCheckpointCarriesOnlyNewSeries(t *testing.T) {
 	if hd2.NumSeries() != 2010 {
 		t.Fatalf("%d series after replay, want 2010", hd2.NumSeries())
 	}
-	for i := range 2010 {
-		want := now - 800
-		if i < 5 {
-			want = now - 700
-		}
-		if got := held(hd2, "a", i); got != want {
-			t.Fatalf("a/%d: held %d, want %d", i, got, want)
-		}
-	}
+	mustHold(t, hd2, "a", 0, 5, now-700)
+	mustHold(t, hd2, "a", 5, 2010, now-800)
 }
 
 // TestDeltaReplayRemovesSeriesGoneSinceBase: series the base holds that
@@ -224,9 +227,7 @@ func TestDeltaReplayRemovesSeriesGoneSinceBase(t *testing.T) {
 		t.Fatalf("after replay: old %d, stays %d, moved %d; want 0, 4, 1",
 			hd2.TenantSeries("old"), hd2.TenantSeries("stays"), hd2.TenantSeries("moved"))
 	}
-	if got := held(hd2, "moved", 0); got != later+1 {
-		t.Fatalf("moved/0 holds %d, want %d", got, later+1)
-	}
+	mustHold(t, hd2, "moved", 0, 1, later+1)
 
 	// Most of the base is gone: the next checkpoint is full, and the old
 	// base goes with the delta.
@@ -297,11 +298,7 @@ func TestDeltaNeedsItsBase(t *testing.T) {
 			if damage == "last record" {
 				from = 0 // and the base's, all readable
 			}
-			for i := from; i < 12; i++ {
-				if got := held(hd, "a", i); got != now+1 {
-					t.Fatalf("a/%d: held %d, want %d", i, got, now+1)
-				}
-			}
+			mustHold(t, hd, "a", from, 12, now+1)
 			if n := hd.TenantSeries("gone"); n != 0 {
 				t.Fatalf("%d dropped series back after replay", n)
 			}
@@ -398,11 +395,7 @@ func TestDeltaReplayKeepsSeriesWithRefsPastAMillion(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, hd, _ := e.open()
-	for i, r := range refs {
-		if got := held(hd, "a", i); got != now+1 {
-			t.Errorf("a/%d (ref %d): held %d, want %d", i, r, got, now+1)
-		}
-	}
+	mustHold(t, hd, "a", 0, len(refs), now+1)
 }
 
 // TestCheckpointNeverBuildsOnItself: were a checkpoint's number given
@@ -421,11 +414,7 @@ func TestCheckpointNeverBuildsOnItself(t *testing.T) {
 	mustCheckpoint(t, st)
 	st.Close()
 	_, hd, _ := e.open()
-	for i := range 10 {
-		if got := held(hd, "a", i); got != now {
-			t.Fatalf("a/%d: held %d, want %d", i, got, now)
-		}
-	}
+	mustHold(t, hd, "a", 0, 10, now)
 }
 
 // TestCrashBetweenDeltas: a crash after a delta was renamed into place but
@@ -457,11 +446,7 @@ func TestCrashBetweenDeltas(t *testing.T) {
 	if cps := checkpoints(t, st2); !slices.Equal(cps, []int{full, newer}) {
 		t.Fatalf("checkpoints after replay %v, want [%d %d]", cps, full, newer)
 	}
-	for i := range 10 {
-		if got := held(hd, "a", i); got != now+2 {
-			t.Fatalf("a/%d: held %d, want %d", i, got, now+2)
-		}
-	}
+	mustHold(t, hd, "a", 0, 10, now+2)
 }
 
 // TestFullCheckpointOnceDeltasCarryTheBase: deltas carry the series their
@@ -533,7 +518,8 @@ func TestFailedCheckpointStillRemovesExpired(t *testing.T) {
 	}
 	st.Close()
 	_, hd2, _ := e.open()
-	if hd2.TenantSeries("a") != 0 || held(hd2, "b", 1) != e.clock.t.UnixMilli() {
-		t.Fatalf("after replay: a %d series, b/1 at %d", hd2.TenantSeries("a"), held(hd2, "b", 1))
+	if n := hd2.TenantSeries("a"); n != 0 {
+		t.Fatalf("after replay: %d series of a, want none", n)
 	}
+	mustHold(t, hd2, "b", 0, 2, e.clock.t.UnixMilli())
 }
