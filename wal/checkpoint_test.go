@@ -199,15 +199,7 @@ func TestDeltaReplayRemovesSeriesGoneSinceBase(t *testing.T) {
 	e.clock.t = e.clock.t.Add(9 * time.Minute) // retention is 10m
 	later := e.clock.t.UnixMilli()
 	mustAppend(t, st, batch("stays", 0, 4, later))
-	var gone []*head.Series
-	for _, s := range hd.AppendAllSeries(nil) {
-		if s.Tenant() == "moved" {
-			gone = append(gone, s)
-		}
-	}
-	if err := st.Drop(gone); err != nil {
-		t.Fatal(err)
-	}
+	dropTenant(t, st, hd, "moved")
 	mustAppend(t, st, batch("moved", 0, 1, later+1)) // back, under a new ref
 	e.clock.t = e.clock.t.Add(2 * time.Minute)       // "old" expires
 	mustCheckpoint(t, st)
@@ -256,15 +248,7 @@ func TestDeltaNeedsItsBase(t *testing.T) {
 			mustAppend(t, st, batch("gone", 0, checkpointChunk+100, now)) // two chunks
 			mustCheckpoint(t, st)
 			full := checkpoints(t, st)[0]
-			var gone []*head.Series
-			for _, s := range hd.AppendAllSeries(nil) {
-				if s.Tenant() == "gone" {
-					gone = append(gone, s)
-				}
-			}
-			if err := st.Drop(gone); err != nil {
-				t.Fatal(err)
-			}
+			dropTenant(t, st, hd, "gone")
 			mustAppend(t, st, batch("a", 0, 12, now+1))
 			mustCheckpoint(t, st)
 			if base, _, _ := checkpointKind(t, st, checkpoints(t, st)[1]); base != full {

@@ -78,6 +78,20 @@ func mustAppend(t *testing.T, st *Storage, b *head.Batch) {
 	}
 }
 
+// dropTenant drops every series of tenant, as a handoff does.
+func dropTenant(t *testing.T, st *Storage, hd *head.Head, tenant string) {
+	t.Helper()
+	var gone []*head.Series
+	for _, s := range hd.AppendAllSeries(nil) {
+		if s.Tenant() == tenant {
+			gone = append(gone, s)
+		}
+	}
+	if err := st.Drop(gone); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // held returns the newest timestamp held for series i of tenant, or -1.
 func held(hd *head.Head, tenant string, i int) int64 {
 	want := string(labelsOf(tenant, i))
@@ -354,15 +368,7 @@ func TestDroppedSeriesStayDropped(t *testing.T) {
 	now := e.clock.t.UnixMilli()
 	mustAppend(t, st, batch("moved", 0, 5, now))
 	mustAppend(t, st, batch("stays", 0, 5, now))
-	var gone []*head.Series
-	for _, s := range hd.AppendAllSeries(nil) {
-		if s.Tenant() == "moved" {
-			gone = append(gone, s)
-		}
-	}
-	if err := st.Drop(gone); err != nil {
-		t.Fatal(err)
-	}
+	dropTenant(t, st, hd, "moved")
 	mustAppend(t, st, batch("moved", 0, 1, now+1)) // it came back later
 	st.Close()
 
