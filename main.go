@@ -160,7 +160,7 @@ func run(f *flags, logger *slog.Logger) error {
 	}
 	// Every write goes to its tenant's owner: stored here, or forwarded.
 	router := ring.NewRouter(cur, store, ring.RouterOptions{Secret: cfg.Ring.Secret, Timeout: time.Duration(cfg.Ring.ForwardTimeout)}, logger, reg)
-	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout}, logger, reg)
+	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout, Head: hd}, logger, reg)
 	health := &gateway.Health{}
 	rl := newReloader(f.configFile, cfg, writes, logger, reg)
 

@@ -40,7 +40,7 @@ func TestReload(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	hd := head.New(head.Options{Retention: time.Minute}, reg)
-	writes := gateway.NewWriteHandler(settings, hd, gateway.WriteOptions{}, logger, reg)
+	writes := gateway.NewWriteHandler(settings, hd, gateway.WriteOptions{Head: hd}, logger, reg)
 	rl := newReloader(path, cfg, writes, logger, reg)
 
 	status := func(token string) int {

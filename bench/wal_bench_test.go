@@ -100,7 +100,7 @@ func BenchmarkWritePathWAL(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			h := gateway.NewWriteHandler(settings, st, gateway.WriteOptions{Now: now, MaxConcurrent: writers}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			h := gateway.NewWriteHandler(settings, st, gateway.WriteOptions{Now: now, MaxConcurrent: writers, Head: hd}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 			const rounds = 16
 			bodies := make([][][]byte, writers)
 			for w := range bodies {

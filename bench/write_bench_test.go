@@ -35,23 +35,28 @@ func BenchmarkWriteHandler(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			benchHandler(b, f, n, n)
+			benchHandler(b, f, n, n, true)
 		})
 	}
 	// As in bench/compare.sh: 100k held series, pushed 2,000 per request,
 	// so the head is far larger than the CPU caches.
-	b.Run("series=2000/held=100000", func(b *testing.B) {
-		f, err := config.Parse([]byte("tenants: [{id: bench, token: bench-token, limits: {ingestion_rate: 1e12, ingestion_burst: 1000000000000}}]"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		benchHandler(b, f, 2000, 100_000)
-	})
+	// known=false turns the memo of known series off: every series takes
+	// the full path (validate, pack, head lookup), as in a push's first.
+	for _, known := range []bool{true, false} {
+		b.Run(fmt.Sprintf("series=2000/held=100000/known=%v", known), func(b *testing.B) {
+			f, err := config.Parse([]byte("tenants: [{id: bench, token: bench-token, limits: {ingestion_rate: 1e12, ingestion_burst: 1000000000000}}]"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchHandler(b, f, 2000, 100_000, known)
+		})
+	}
 }
 
 // benchHandler sends n-series requests through a handler configured by f,
-// in turn over held series cut into requests, every series already held.
-func benchHandler(b *testing.B, f *config.File, n, held int) {
+// in turn over held series cut into requests, every series already held;
+// known says whether the handler may use the head's memo of known series.
+func benchHandler(b *testing.B, f *config.File, n, held int, known bool) {
 	all := remotewritetest.Kubernetes(held, 1)
 	var bodies [][]byte
 	for i := 0; i < held; i += n {
@@ -67,7 +72,11 @@ func benchHandler(b *testing.B, f *config.File, n, held int) {
 	}
 	now := func() time.Time { return benchNow }
 	hd := head.New(head.Options{Retention: time.Hour, Now: now}, nil)
-	h := gateway.NewWriteHandler(s, hd, gateway.WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	opts := gateway.WriteOptions{Now: now}
+	if known {
+		opts.Head = hd
+	}
+	h := gateway.NewWriteHandler(s, hd, opts, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	next := 0
 	send := func() {
 		body := bodies[next%len(bodies)]
@@ -125,7 +134,7 @@ func BenchmarkWriteHandlerPipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchHandler(b, f, 2000, 2000)
+	benchHandler(b, f, 2000, 2000, true)
 }
 
 // BenchmarkHeadAppend is the head update alone, for packed label sets.

@@ -134,7 +134,7 @@ func newFuzzHandler(t *testing.T) (*gateway.WriteHandler, *head.Head) {
 	}
 	now := func() time.Time { return fuzzNow }
 	hd := head.New(head.Options{Retention: fuzzRetention, Now: now}, nil)
-	return gateway.NewWriteHandler(set, hd, gateway.WriteOptions{Now: now}, slog.New(slog.DiscardHandler), nil), hd
+	return gateway.NewWriteHandler(set, hd, gateway.WriteOptions{Now: now, Head: hd}, slog.New(slog.DiscardHandler), nil), hd
 }
 
 // postWrite posts a snappy body to h as Prometheus does and returns the

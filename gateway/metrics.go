@@ -16,6 +16,7 @@ type writeMetrics struct {
 	accepted   prometheus.Counter
 	discarded  *prometheus.CounterVec
 	overwrites prometheus.Counter
+	known      prometheus.Counter
 }
 
 func newWriteMetrics(reg prometheus.Registerer, h *WriteHandler) *writeMetrics {
@@ -50,6 +51,10 @@ func newWriteMetrics(reg prometheus.Registerer, h *WriteHandler) *writeMetrics {
 			Name: "fedgate_cluster_label_overwrites_total",
 			Help: "Series whose client-sent cluster label differed from the authenticated tenant and was overwritten.",
 		}),
+		known: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedgate_write_known_series_total",
+			Help: "Series of remote-write requests recognised as held series, sent in the same form before: not validated or looked up again.",
+		}),
 	}
 	for _, r := range []string{reasonMissingName, reasonInvalidName, reasonInvalidLabel, reasonDuplicateLabel,
 		reasonInvalidUTF8, reasonTooManyLabels, reasonNameTooLong, reasonValueTooLong, reasonTooFarInFuture,
@@ -57,7 +62,7 @@ func newWriteMetrics(reg prometheus.Registerer, h *WriteHandler) *writeMetrics {
 		m.discarded.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.size, m.received, m.accepted, m.discarded, m.overwrites)
+		reg.MustRegister(m.requests, m.duration, m.size, m.received, m.accepted, m.discarded, m.overwrites, m.known)
 		for _, limit := range []string{"rate", "series"} {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name:        "fedgate_limited_tenants",

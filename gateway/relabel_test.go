@@ -54,7 +54,7 @@ func newPipelineHandler(t *testing.T, cacheSize int) (*WriteHandler, *head.Head,
 	now := func() time.Time { return testNow }
 	hd := head.New(head.Options{Retention: 10 * time.Minute, Now: now}, prometheus.NewRegistry())
 	anon, _ := relabel.NewAnonymizer([]byte("k3y"), 16)
-	return NewWriteHandler(s, hd, WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), hd, anon
+	return NewWriteHandler(s, hd, WriteOptions{Now: now, Head: hd}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), hd, anon
 }
 
 // TestPipelineInTheWritePath pushes the same series several times, with

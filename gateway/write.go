@@ -114,6 +114,11 @@ type WriteOptions struct {
 	QueueTimeout time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Head, if not nil, is the head the storage appends to on this
+	// instance. Its memo of known series lets a push whose series were
+	// seen before skip their validation and the head's lookup (see
+	// resolveKnown).
+	Head *head.Head
 }
 
 // WriteHandler serves POST /api/v1/write.
@@ -191,8 +196,13 @@ type input struct {
 }
 
 // seriesEnd records where a batch series' labels and samples end in the
-// flat buffers; slices are cut only once the buffers stop growing.
-type seriesEnd struct{ packed, samples int }
+// flat buffers (slices are cut only once the buffers stop growing), and
+// its memo key and known series (see resolveKnown).
+type seriesEnd struct {
+	packed, samples int
+	key             uint64
+	known           *head.Series
+}
 
 // An input or writeState holding more than this is not kept in its pool.
 const maxPooledState = 48 << 20
@@ -217,6 +227,7 @@ func (st *writeState) footprint() int {
 func (st *writeState) reset() {
 	st.body = st.body[:0]
 	st.samples = st.samples[:0]
+	clear(st.ends) // their known series may since have been removed
 	st.ends = st.ends[:0]
 	clear(st.batch.Series) // their labels point into a released input
 	st.batch.Series = st.batch.Series[:0]
@@ -453,9 +464,9 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 }
 
 // appendSamples adds the samples of s that are not too far in the future
-// to the batch under the labels packed at st.packed[mark:]; a series left
-// without samples is taken back out.
-func (h *WriteHandler) appendSamples(st *writeState, s *remotewrite.Series, maxT int64, mark int) {
+// to the batch under the labels packed at st.packed[mark:] (or those of
+// known, if not nil); a series left without samples is taken back out.
+func (h *WriteHandler) appendSamples(st *writeState, s *remotewrite.Series, maxT int64, mark int, key uint64, known *head.Series) {
 	kept := len(st.samples)
 	for _, smp := range s.Samples {
 		if smp.Timestamp > maxT {
@@ -470,7 +481,7 @@ func (h *WriteHandler) appendSamples(st *writeState, s *remotewrite.Series, maxT
 			return
 		}
 	}
-	st.ends = append(st.ends, seriesEnd{packed: len(st.packed), samples: len(st.samples)})
+	st.ends = append(st.ends, seriesEnd{packed: len(st.packed), samples: len(st.samples), key: key, known: known})
 }
 
 // acquire takes a processing slot, waiting at most the queue timeout.
@@ -516,6 +527,11 @@ func (h *WriteHandler) countDiscarded(ten *tenantState, st *writeState) {
 func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim *config.Limits) (received, overwrites int) {
 	maxT := h.opts.Now().UnixMilli() + maxFuture
 	st.batch.Tenant = tenant
+	var memo *head.Memo
+	knownSeries := 0
+	if h.opts.Head != nil && set.Pipelines[tenant] == nil {
+		memo = h.opts.Head.Memo(tenant)
+	}
 	for i := range st.req.Series {
 		s := &st.req.Series[i]
 		received += len(s.Samples) + s.Histograms
@@ -526,6 +542,23 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			continue
 		}
 		mark := len(st.packed)
+		var key uint64
+		var cand *head.Series
+		if memo != nil && s.LabelBytes != nil {
+			key = memoKey(s.LabelBytes)
+			cand = memo.Get(key)
+			if known, overwritten := set.resolveKnown(cand, tenant, lim, s.Labels); known != nil {
+				if overwritten {
+					overwrites++
+				}
+				knownSeries++
+				// With the key, so that if known is removed before the
+				// storage's Prepare, the series it finds instead is
+				// remembered.
+				h.appendSamples(st, s, maxT, mark, key, known)
+				continue
+			}
+		}
 		out := set.resolve(st, tenant, lim, s.Labels)
 		if out.overwritten {
 			overwrites++
@@ -535,17 +568,36 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			st.discard(out.dropped, len(s.Samples))
 		case out.reason != "":
 			st.reject(out.reason, out.msg, len(s.Samples), s.Labels)
+		case cand != nil && string(cand.Labels()) == string(st.packed[mark:]):
+			// The candidate was right, but the labels came in an order
+			// resolveKnown cannot follow; resolve proved it instead. The
+			// key stays as it is.
+			st.packed = st.packed[:mark]
+			h.appendSamples(st, s, maxT, mark, 0, cand)
 		default:
-			h.appendSamples(st, s, maxT, mark)
+			if key != 0 && !namesSorted(s.Labels) {
+				key = 0 // resolveKnown could never follow this order
+			}
+			h.appendSamples(st, s, maxT, mark, key, nil)
 		}
 	}
 	var prev seriesEnd
 	for _, e := range st.ends {
-		st.batch.Series = append(st.batch.Series, head.BatchSeries{
+		bs := head.BatchSeries{
 			Labels:  st.packed[prev.packed:e.packed:e.packed],
 			Samples: st.samples[prev.samples:e.samples:e.samples],
-		})
+			Key:     e.key,
+			Known:   e.known,
+		}
+		if e.known != nil { // its labels are the held series' own, never written to
+			l := e.known.Labels()
+			bs.Labels = unsafe.Slice(unsafe.StringData(string(l)), len(l))
+		}
+		st.batch.Series = append(st.batch.Series, bs)
 		prev = e
+	}
+	if knownSeries > 0 {
+		h.metrics.known.Add(float64(knownSeries))
 	}
 	return received, overwrites
 }

@@ -50,7 +50,7 @@ func newTestHandler(t testing.TB) (*WriteHandler, *head.Head) {
 	now := func() time.Time { return testNow }
 	hd := head.New(head.Options{Retention: 10 * time.Minute, Now: now}, prometheus.NewRegistry())
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return NewWriteHandler(s, hd, WriteOptions{Now: now}, logger, prometheus.NewRegistry()), hd
+	return NewWriteHandler(s, hd, WriteOptions{Now: now, Head: hd}, logger, prometheus.NewRegistry()), hd
 }
 
 func series(value float64, ts int64, kv ...string) prompb.TimeSeries {

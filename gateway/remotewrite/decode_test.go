@@ -257,3 +257,58 @@ func marshal(t testing.TB, wr *prompb.WriteRequest) []byte {
 	}
 	return b
 }
+
+// TestLabelBytes pins when a series carries its labels' wire bytes: always
+// for what real senders send (labels first, back to back), never when a
+// sample sits between two labels, and equal bytes for equal labels in two
+// requests.
+func TestLabelBytes(t *testing.T) {
+	var r remotewrite.Request
+	for name, b := range captured(t) {
+		if err := r.Unmarshal(b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for i, s := range r.Series {
+			if len(s.Labels) > 0 && s.LabelBytes == nil {
+				t.Fatalf("%s: series %d has no label bytes", name, i)
+			}
+		}
+	}
+
+	label := func(b []byte, name, value string) []byte {
+		var l []byte
+		l = protowire(l, 1, []byte(name))
+		l = protowire(l, 2, []byte(value))
+		return protowire(b, 1, l)
+	}
+	sample := protowire(nil, 2, []byte{1<<3 | 1, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 2 << 3, 5})
+	series := func(parts ...[]byte) []byte {
+		var ts []byte
+		for _, p := range parts {
+			ts = append(ts, p...)
+		}
+		return protowire(nil, 1, ts)
+	}
+	a, bb := label(nil, "__name__", "up"), label(nil, "job", "x")
+	req := append(series(a, bb, sample), series(a, sample, bb)...)
+	req = append(req, series(sample, a, bb)...)
+	if err := remotewritetest.Diff(&r, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(r.Series[0].LabelBytes); got != string(a)+string(bb) {
+		t.Fatalf("labels first: label bytes %x, want %x", got, string(a)+string(bb))
+	}
+	if r.Series[1].LabelBytes != nil {
+		t.Fatal("a sample between labels: label bytes set")
+	}
+	if string(r.Series[2].LabelBytes) != string(r.Series[0].LabelBytes) {
+		t.Fatal("labels after a sample: label bytes differ from the same labels first")
+	}
+}
+
+// protowire appends a length-delimited field with a one-byte tag.
+func protowire(b []byte, field int, v []byte) []byte {
+	b = append(b, byte(field<<3|2))
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}

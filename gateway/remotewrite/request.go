@@ -186,6 +186,16 @@ func (r *Request) decode(b []byte) error {
 func (r *Request) decodeSeries(b []byte) error {
 	var s Series
 	firstLabel, firstSample := len(r.labels), len(r.samples)
+	// The label fields' span, while they are back to back.
+	lfrom, lto, together := 0, -1, true
+	spanLabel := func(from, to int) {
+		if lto < 0 {
+			lfrom = from
+		} else if lto != from {
+			together = false
+		}
+		lto = to
+	}
 	for i := 0; i < len(b); {
 		// Fast path: a label or sample whose tag and length take one byte
 		// each and whose fields are encoded the way every sender encodes
@@ -201,6 +211,7 @@ func (r *Request) decodeSeries(b []byte) error {
 							return errTooDense
 						}
 						r.labels = append(r.labels, l)
+						spanLabel(i, to)
 						i = to
 						continue
 					}
@@ -239,6 +250,7 @@ func (r *Request) decodeSeries(b []byte) error {
 				return errTooDense
 			}
 			r.labels = append(r.labels, l)
+			spanLabel(i, to)
 			i = to
 		case 2:
 			n := len(r.samples) - firstSample
@@ -292,6 +304,9 @@ func (r *Request) decodeSeries(b []byte) error {
 	}
 	// Only the lengths of these windows survive fixWindows.
 	s.Labels, s.Samples = r.labels[firstLabel:], r.samples[firstSample:]
+	if together && lto >= 0 {
+		s.LabelBytes = b[lfrom:lto:lto]
+	}
 	if len(r.Series) == cap(r.Series) && !room(r, &r.Series) {
 		return errTooDense
 	}

@@ -20,4 +20,10 @@ type Series struct {
 	Histograms int
 	// Exemplars is the number of exemplars that were skipped.
 	Exemplars int
+	// LabelBytes is the wire encoding of the series' label fields, tags
+	// included, when they are back to back (as every sender writes them);
+	// nil otherwise. It aliases the buffer given to Unmarshal. Series with
+	// equal LabelBytes have equal Labels: it can key what is remembered of
+	// a series' labels across requests.
+	LabelBytes []byte
 }

@@ -25,6 +25,31 @@
 //   - Labels passed in are only read during the call; the head copies what it
 //     keeps (one allocation per new series, none per existing one).
 //
+// # Known series
+//
+// Each tenant has a memo from keys its callers choose (the gateway hashes
+// the bytes a sender encoded a series' labels in) to the series Prepare
+// resolved a batch series carrying that key to. A caller that finds a
+// candidate with Memo.Get and checks that its labels are the ones its
+// input makes passes it as BatchSeries.Known, and Prepare takes it without
+// hashing the labels or probing the table. The memo is a cache, never an
+// authority:
+//
+//   - Get returns only series that are held; Prepare takes a Known series
+//     only if it is still held and is the batch tenant's, and looks the
+//     labels up as usual otherwise. (Removal happens under the caller's
+//     barrier, as for GC, so a series Prepare takes stays held until
+//     Commit.)
+//   - A key names one series and a series has one key: a newer Prepare
+//     with the same key, or of the same series under another key,
+//     replaces the entry. So the memo never holds more entries than the
+//     tenant holds series, however a sender varies its encoding. Nothing
+//     is ever looked up by key alone: a key collision costs a failed check
+//     and the full path, not a wrong series.
+//   - Removing a series deletes its entry. (Only a series removed while
+//     a Prepare runs without the caller's barrier, which Head.Append's
+//     callers may do, can leave one; the table drops it when it grows.)
+//
 // # Concurrency
 //
 // Series are spread over lock stripes by label hash; an append holds one

@@ -74,6 +74,14 @@ func (e *SeriesLimitError) Is(target error) bool { return target == ErrSeriesLim
 type BatchSeries struct {
 	Labels  []byte
 	Samples []Sample
+	// Key, if not 0, is the caller's key for the form these labels came
+	// in: Prepare remembers the series it resolves them to under it, in
+	// the tenant's Memo.
+	Key uint64
+	// Known, if not nil, is a series the caller found in the tenant's
+	// Memo and whose labels it checked are Labels: Prepare takes it
+	// without a lookup while it is held.
+	Known *Series
 }
 
 // Options configure a Head.
@@ -118,6 +126,7 @@ type tenant struct {
 	id     string
 	idx    uint32 // in tenantIDs
 	series atomic.Int64
+	memo   *Memo
 }
 
 // Series is one held series. Its labels never change; its newest sample is
@@ -135,18 +144,30 @@ type Series struct {
 	tenant uint32 // index in tenantIDs
 	famIdx int32  // index in its family; guarded by Head.famMu
 
-	// logged is set once a series record for it is durable in the WAL.
-	logged atomic.Bool
+	// flags holds flagLogged and flagRemoved.
+	flags atomic.Uint32
 	// base names the full checkpoint its owner, the WAL, last wrote its
-	// series record to (0: none); it shares logged's word.
+	// series record to (0: none).
 	base atomic.Uint32
 	nlab uint32 // bytes of packed labels after the struct
+	// seq is odd while t and v are being written (a sequence lock). 32
+	// bits: a reader would have to sleep through 2^31 writes of one
+	// series to be fooled by its wrapping.
+	seq atomic.Uint32
 
-	// seq is odd while t and v are being written (a sequence lock).
-	seq atomic.Uint64
-	t   atomic.Int64
-	v   atomic.Uint64
+	// key is the tenant's Memo key the series is remembered under (0:
+	// none); see Memo.put.
+	key atomic.Uint64
+
+	t atomic.Int64
+	v atomic.Uint64
 }
+
+// Series.flags.
+const (
+	flagLogged  = 1 << iota // a series record for it is durable in the WAL
+	flagRemoved             // it has left the head; never cleared
+)
 
 // seriesSize is the size of a Series without its labels, a multiple of 8.
 const seriesSize = unsafe.Sizeof(Series{})
@@ -327,6 +348,17 @@ func (h *Head) prepareOne(ten *tenant, bs *BatchSeries, minT int64, maxSeries in
 	if len(bs.Samples) == 0 {
 		return nil, false, false
 	}
+	if k := bs.Known; k != nil && k.tenant == ten.idx && !k.Removed() {
+		return k, false, false
+	}
+	s, created, limited = h.lookupOrCreate(ten, bs, minT, maxSeries)
+	if s != nil && bs.Key != 0 {
+		ten.memo.put(bs.Key, s)
+	}
+	return s, created, limited
+}
+
+func (h *Head) lookupOrCreate(ten *tenant, bs *BatchSeries, minT int64, maxSeries int) (s *Series, created, limited bool) {
 	hash := xxhash.Sum64(bs.Labels)
 	st := &h.stripes[hash&(stripeCount-1)]
 	st.mu.Lock()
@@ -407,7 +439,7 @@ func (h *Head) Restore(ref uint64, tenant string, lbls []byte) *Series {
 		h.numSeries.Add(1)
 		ten.series.Add(1)
 	}
-	s.logged.Store(true)
+	s.flags.Or(flagLogged)
 	st.mu.Unlock()
 	for last := h.lastRef.Load(); ref > last && !h.lastRef.CompareAndSwap(last, ref); last = h.lastRef.Load() {
 	}
@@ -457,6 +489,7 @@ func (h *Head) tenant(id string) *tenant {
 	if t = h.tenants[id]; t == nil {
 		id = string([]byte(id)) // the caller's string may alias a request
 		t = &tenant{id: id, idx: internTenant(id)}
+		t.memo = new(Memo)
 		h.tenants[id] = t
 	}
 	return t
@@ -490,10 +523,14 @@ func (s *Series) Tenant() string { return (*tenantIDs.ids.Load())[s.tenant] }
 func (s *Series) Committed() bool { return s.t.Load() != noSample }
 
 // Logged reports whether a series record for s is durable in the log.
-func (s *Series) Logged() bool { return s.logged.Load() }
+func (s *Series) Logged() bool { return s.flags.Load()&flagLogged != 0 }
 
 // SetLogged records that a series record for s is durable in the log.
-func (s *Series) SetLogged() { s.logged.Store(true) }
+func (s *Series) SetLogged() { s.flags.Or(flagLogged) }
+
+// Removed reports whether the series has left the head (for good: a
+// series of the same labels pushed again is a new one).
+func (s *Series) Removed() bool { return s.flags.Load()&flagRemoved != 0 }
 
 // Base returns the number its owner last gave SetBase, or 0.
 func (s *Series) Base() uint32 { return s.base.Load() }
@@ -669,6 +706,7 @@ func (h *Head) removeExpired(ss []stripeSeries, minT int64) {
 	for _, x := range ss {
 		x.st.mu.Lock()
 		if x.s.t.Load() < minT && x.st.series.remove(x.s) {
+			x.s.flags.Or(flagRemoved)
 			h.removeFromFamilies([]*Series{x.s})
 			removed = append(removed, x.s)
 		}
@@ -686,6 +724,7 @@ func (h *Head) Remove(ss []*Series) {
 		st := &h.stripes[s.hash&(stripeCount-1)]
 		st.mu.Lock()
 		if st.series.remove(s) {
+			s.flags.Or(flagRemoved)
 			h.removeFromFamilies([]*Series{s})
 			removed = append(removed, s)
 		}
@@ -702,6 +741,9 @@ func (h *Head) uncount(removed []*Series) {
 			ten = h.tenant(s.Tenant())
 		}
 		ten.series.Add(-1)
+		if k := s.key.Load(); k != 0 {
+			ten.memo.delete(k, s)
+		}
 	}
 	h.numSeries.Add(-int64(len(removed)))
 	h.metrics.removed.Add(float64(len(removed)))

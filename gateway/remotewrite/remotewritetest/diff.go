@@ -88,6 +88,26 @@ func diffSeries(got *remotewrite.Series, want *prompb.TimeSeries, b []byte) erro
 			return fmt.Errorf("label %d: %q=%q does not alias the input", k, gl.Name, gl.Value)
 		}
 	}
+	if got.LabelBytes != nil {
+		// The span must be the labels alone: decoded as a TimeSeries of
+		// its own, it gives exactly these labels.
+		var ts prompb.TimeSeries
+		if err := ts.Unmarshal(got.LabelBytes); err != nil {
+			return fmt.Errorf("label bytes do not decode: %v", err)
+		}
+		if len(ts.Labels) != len(want.Labels) || len(ts.Samples) != 0 || len(ts.Exemplars) != 0 || len(ts.Histograms) != 0 {
+			return fmt.Errorf("label bytes hold %d labels, %d samples, %d exemplars, %d histograms; want %d labels alone",
+				len(ts.Labels), len(ts.Samples), len(ts.Exemplars), len(ts.Histograms), len(want.Labels))
+		}
+		for k, wl := range want.Labels {
+			if ts.Labels[k].Name != wl.Name || ts.Labels[k].Value != wl.Value {
+				return fmt.Errorf("label bytes' label %d: %q=%q, want %q=%q", k, ts.Labels[k].Name, ts.Labels[k].Value, wl.Name, wl.Value)
+			}
+		}
+		if !inside(unsafe.String(unsafe.SliceData(got.LabelBytes), len(got.LabelBytes)), b) {
+			return fmt.Errorf("label bytes do not alias the input")
+		}
+	}
 	if len(got.Samples) != len(want.Samples) {
 		return fmt.Errorf("samples: got %d, want %d", len(got.Samples), len(want.Samples))
 	}
