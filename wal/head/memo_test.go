@@ -229,3 +229,48 @@ func TestPrepareKnownSeriesDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per batch of known series", n)
 	}
 }
+
+// TestMemoGetDuringChanges reads a memo while entries are added, moved by
+// deletion and tables rebuilt: every answer is nil or the series under
+// that key.
+func TestMemoGetDuringChanges(t *testing.T) {
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	const n = 2000
+	series := make([]*Series, n)
+	for i := range series {
+		series[i] = appendKeyed(t, h, "a", packed("__name__", "up", "cluster_id", "a", "i", fmt.Sprint(i)), 0, nil, Sample{now, 1})
+	}
+	m := h.Memo("a")
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for i := range n {
+					if got := m.Get(uint64(i + 1)); got != nil && got != series[i] {
+						t.Errorf("key %d answered with another series", i+1)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for round := range 20 {
+		for i := range n {
+			m.put(uint64(i+1), series[i])
+		}
+		for i := round % 2; i < n; i += 2 {
+			m.delete(uint64(i+1), series[i])
+		}
+	}
+	close(done)
+	wg.Wait()
+}
