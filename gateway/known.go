@@ -53,7 +53,7 @@ func (set *Settings) resolveKnown(cand *head.Series, tenant string, lim *config.
 	if cand == nil {
 		return nil, false
 	}
-	it := cand.Labels().Iter()
+	it := cand.Iter()
 	kept, stamped := 0, false
 	for _, l := range in {
 		if l.Name == set.ClusterLabel {

@@ -589,9 +589,8 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			Key:     e.key,
 			Known:   e.known,
 		}
-		if e.known != nil { // its labels are the held series' own, never written to
-			l := e.known.Labels()
-			bs.Labels = unsafe.Slice(unsafe.StringData(string(l)), len(l))
+		if e.known != nil {
+			bs.Labels = nil // Known's (head.BatchSeries.PackedLabels)
 		}
 		st.batch.Series = append(st.batch.Series, bs)
 		prev = e

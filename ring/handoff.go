@@ -69,7 +69,7 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 			b := &head.Batch{Tenant: tenant, MaxSeries: maxSeries(tenant), Series: make([]head.BatchSeries, 0, n)}
 			for _, s := range chunk {
 				t, v := s.Latest()
-				b.Series = append(b.Series, head.BatchSeries{Labels: []byte(s.Labels()), Samples: []head.Sample{{T: t, V: v}}})
+				b.Series = append(b.Series, head.BatchSeries{Labels: s.AppendLabels(nil), Samples: []head.Sample{{T: t, V: v}}})
 			}
 			err := r.Forward(ctx, owner, b)
 			var limited *head.SeriesLimitError

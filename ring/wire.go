@@ -35,8 +35,9 @@ func AppendBatch(dst []byte, b *head.Batch) []byte {
 	dst = binary.AppendUvarint(dst, uint64(max(b.MaxSeries, 0)))
 	dst = binary.AppendUvarint(dst, uint64(len(b.Series)))
 	for _, s := range b.Series {
-		dst = binary.AppendUvarint(dst, uint64(len(s.Labels)))
-		dst = append(dst, s.Labels...)
+		lbls := s.PackedLabels()
+		dst = binary.AppendUvarint(dst, uint64(len(lbls)))
+		dst = append(dst, lbls...)
 		dst = binary.AppendUvarint(dst, uint64(len(s.Samples)))
 		for _, smp := range s.Samples {
 			dst = binary.AppendVarint(dst, smp.T)

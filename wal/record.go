@@ -52,11 +52,23 @@ func appendSeriesRecord(b []byte, ss []*head.Series) []byte {
 		t := s.Tenant()
 		b = binary.AppendUvarint(b, uint64(len(t)))
 		b = append(b, t...)
-		l := s.Labels()
-		b = binary.AppendUvarint(b, uint64(len(l)))
-		b = append(b, l...)
+		b = appendSeriesLabels(b, s)
 	}
 	return finish(b, start)
+}
+
+// appendSeriesLabels appends s's labels in packed form with their length
+// before them.
+func appendSeriesLabels(b []byte, s *head.Series) []byte {
+	at := len(b)
+	b = s.AppendLabels(b)
+	n := len(b) - at
+	var pre [binary.MaxVarintLen64]byte
+	w := binary.PutUvarint(pre[:], uint64(n))
+	b = append(b, pre[:w]...) // room for the prefix
+	copy(b[at+w:], b[at:at+n])
+	copy(b[at:], pre[:w])
+	return b
 }
 
 // appendTombstones appends a record of series removed from the head (their

@@ -50,16 +50,15 @@ type state struct {
 	names   []string
 	series  []*head.Series
 	pending []pending
-	sink    byte // see prefetch
+	sink    byte // see read
 }
 
 // pending is a series to be written, with its newest sample and its labels
 // (read with the sample, so that later loops need not visit s again).
 type pending struct {
-	s      *head.Series
-	labels head.Labels
-	t      int64
-	v      float64
+	s *head.Series
+	t int64
+	v float64
 }
 
 // flushSize is how much text is rendered into state.buf before it goes to
@@ -244,14 +243,14 @@ func (h *Handler) write(st *state, out io.Writer, sels []selector) (int, error) 
 		typed := false
 		for batch := range slices.Chunk(st.series, readAhead) {
 			st.read(batch, func(p pending) bool {
-				return p.t >= minT && !head.IsStale(p.v) && matchAny(active, p.labels) && owned.of(p.s.Tenant())
+				return p.t >= minT && !head.IsStale(p.v) && matchAny(active, p.s.Iter()) && owned.of(p.s.Tenant())
 			})
 			if len(st.pending) > 0 && !typed {
 				st.buf = append(append(append(st.buf, "# TYPE "...), name...), " untyped\n"...)
 				typed = true
 			}
 			for _, p := range st.pending {
-				st.buf = appendSample(st.buf, name, p.labels, p.t, p.v)
+				st.buf = appendSample(st.buf, name, p.s.Iter(), p.t, p.v)
 				written++
 				if err := st.flush(out, flushSize); err != nil {
 					return written, err
@@ -263,18 +262,19 @@ func (h *Handler) write(st *state, out io.Writer, sels []selector) (int, error) 
 }
 
 // read sets st.pending to the series of batch that visible admits, with
-// their newest samples, and brings their labels into cache. Each of its
-// loops only reads, so that the cache misses of many series overlap (see
-// readAhead).
+// their newest samples, and brings their labels into cache. Series lie all
+// over the heap, so the first read of each is a cache miss: read visits
+// each in loops that only read, so that the misses of many series overlap
+// (see readAhead), and the loops after it find them in cache.
 func (st *state) read(batch []*head.Series, visible func(pending) bool) {
 	st.pending = st.pending[:0]
 	for _, s := range batch {
 		t, v := s.Latest()
-		st.pending = append(st.pending, pending{s: s, labels: s.Labels(), t: t, v: v})
+		st.pending = append(st.pending, pending{s: s, t: t, v: v})
 	}
 	st.pending = slices.DeleteFunc(st.pending, func(p pending) bool { return !visible(p) })
 	for _, p := range st.pending {
-		st.sink |= prefetch(p.labels)
+		st.sink |= p.s.Touch()
 	}
 }
 
@@ -286,20 +286,6 @@ func (st *state) flush(out io.Writer, atLeast int) error {
 	_, err := out.Write(st.buf)
 	st.buf = st.buf[:0]
 	return err
-}
-
-// prefetch reads a byte of every cache line (64 bytes) that ls lies on, so
-// that ls is in cache when it is rendered, and returns them or'ed together:
-// the caller keeps the result (state.sink), lest the compiler drop the
-// reads. ls need not start on a line: its last byte may be on one more.
-func prefetch(ls head.Labels) (x byte) {
-	for i := 0; i < len(ls); i += 64 {
-		x |= ls[i]
-	}
-	if len(ls) > 0 {
-		x |= ls[len(ls)-1]
-	}
-	return x
 }
 
 // ownership decides once per tenant per scrape whether the tenant's series
@@ -341,7 +327,7 @@ func matchAll(ms []*labels.Matcher, v string) bool {
 	return true
 }
 
-func matchAny(sels []*selector, ls head.Labels) bool {
+func matchAny(sels []*selector, ls head.LabelIter) bool {
 	for _, s := range sels {
 		ok := true
 		for _, m := range s.others {

@@ -16,7 +16,7 @@ import (
 //
 // with labels in sorted order, __name__ left out and instance="" added where
 // the series has no instance label.
-func appendSample(b []byte, name string, ls head.Labels, t int64, v float64) []byte {
+func appendSample(b []byte, name string, ls head.LabelIter, t int64, v float64) []byte {
 	b = append(b, name...)
 	// Label values almost never hold a byte to escape, so they are copied
 	// as they are and the set is checked as a whole, with the vector code of
@@ -37,14 +37,15 @@ func appendSample(b []byte, name string, ls head.Labels, t int64, v float64) []b
 }
 
 // appendLabels appends {a="1",instance="",z="2"}, the values escaped or as
-// they are, and returns how many labels it wrote.
-func appendLabels(b []byte, ls head.Labels, escape bool) ([]byte, int) {
+// they are, and returns how many labels it wrote. ls is positioned before
+// its first label (a copy: the caller's is not moved).
+func appendLabels(b []byte, ls head.LabelIter, escape bool) ([]byte, int) {
 	const emptyInstance = instanceLabel + `="",`
 	b = append(b, '{')
 	n, instance := 0, false
-	// Not "for it := ls.Iter(); it.Next();": a loop variable whose address
-	// is taken (by Next) is copied for every iteration.
-	it := ls.Iter()
+	// Not "for it := ls; it.Next();": a loop variable whose address is
+	// taken (by Next) is copied for every iteration.
+	it := ls
 	for it.Next() {
 		if it.Name == labels.MetricName {
 			continue

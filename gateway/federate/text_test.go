@@ -67,7 +67,7 @@ func packLabels(kv ...string) head.Labels {
 func TestAppendSampleAgrees(t *testing.T) {
 	check := func(ls head.Labels, ts int64, v float64) {
 		t.Helper()
-		if got, want := string(appendSample(nil, "m", ls, ts, v)), referenceSample("m", ls, ts, v); got != want {
+		if got, want := string(appendSample(nil, "m", ls.Iter(), ts, v)), referenceSample("m", ls, ts, v); got != want {
 			t.Errorf("appendSample(%s, %d, %v (%#x)):\ngot  %q\nwant %q", ls, ts, v, math.Float64bits(v), got, want)
 		}
 	}
@@ -130,7 +130,7 @@ func FuzzAppendSample(f *testing.F) {
 			}
 		}
 		ls := packLabels(kv...)
-		if got, want := string(appendSample(nil, "m", ls, ts, v)), referenceSample("m", ls, ts, v); got != want {
+		if got, want := string(appendSample(nil, "m", ls.Iter(), ts, v)), referenceSample("m", ls, ts, v); got != want {
 			t.Fatalf("appendSample(%s, %d, %v):\ngot  %q\nwant %q", ls, ts, v, got, want)
 		}
 	})
@@ -143,7 +143,7 @@ func TestAppendSampleAllocs(t *testing.T) {
 	quoted := packLabels("__name__", "m", "cluster_id", "a", "job", `say "hi"`)
 	buf := make([]byte, 0, 1024)
 	for _, ls := range []head.Labels{plain, quoted} {
-		if n := testing.AllocsPerRun(100, func() { buf = appendSample(buf[:0], "m", ls, 1, 0.1) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { buf = appendSample(buf[:0], "m", ls.Iter(), 1, 0.1) }); n != 0 {
 			t.Errorf("appendSample(%s) allocates %v times", ls, n)
 		}
 	}

@@ -25,6 +25,29 @@
 //   - Labels passed in are only read during the call; the head copies what it
 //     keeps (one allocation per new series, none per existing one).
 //
+// # Label storage
+//
+// A held series keeps its labels in one allocation with it, as tokens: for
+// each label (sorted by name) a name token and a value token, each
+//
+//	uvarint(id<<1)              a symbol: the id'th string of the symbol table
+//	uvarint(len<<1|1) bytes     a literal
+//
+// The symbol table is process-wide and append-only: a symbol's id and
+// string never change and are never reused, so a reader holding any series,
+// even one removed since, decodes exactly its labels, without a lock. Every
+// label name becomes a symbol; a value becomes one the second time a new
+// series brings it (a lossy filter of hashes remembers the first sighting),
+// so that values seen once (a pod's hash, an address) stay literals and do
+// not fill the table. The table is bounded (maxSymbols strings,
+// maxSymbolBytes bytes); once full, new strings are literals, so memory
+// per series is never more than before symbols, plus the table. Strings of
+// series long gone stay in the table: the bound is the price of never
+// reusing an id.
+//
+// Labels come in and go out in the packed form of Labels (AppendLabels,
+// Iter); only the head stores tokens.
+//
 // # Known series
 //
 // Each tenant has a memo from keys its callers choose (the gateway hashes

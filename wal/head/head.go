@@ -2,11 +2,13 @@ package head
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,9 +81,18 @@ type BatchSeries struct {
 	// the tenant's Memo.
 	Key uint64
 	// Known, if not nil, is a series the caller found in the tenant's
-	// Memo and whose labels it checked are Labels: Prepare takes it
-	// without a lookup while it is held.
+	// Memo and checked has these labels: Prepare takes it without a lookup
+	// while it is held. Labels may then be nil (see PackedLabels).
 	Known *Series
+}
+
+// PackedLabels returns bs.Labels, or, when they are nil, a copy of those of
+// bs.Known.
+func (bs *BatchSeries) PackedLabels() []byte {
+	if bs.Labels == nil && bs.Known != nil {
+		return bs.Known.AppendLabels(nil)
+	}
+	return bs.Labels
 }
 
 // Options configure a Head.
@@ -172,16 +183,18 @@ const (
 // seriesSize is the size of a Series without its labels, a multiple of 8.
 const seriesSize = unsafe.Sizeof(Series{})
 
-// newSeries allocates a series with a copy of lbls after it: one
-// allocation of 8-byte words (so that the struct's atomics are aligned)
-// that holds no pointers.
+// newSeries allocates a series with the tokens of lbls after it (see
+// "Label storage" in the package documentation): one allocation of 8-byte
+// words (so that the struct's atomics are aligned) that holds no pointers.
 func newSeries(lbls []byte) *Series {
-	words := make([]uint64, (int(seriesSize)+len(lbls)+7)/8)
+	var buf [512]byte
+	tokens := appendTokens(buf[:0], Labels(lbls))
+	words := make([]uint64, (int(seriesSize)+len(tokens)+7)/8)
 	s := (*Series)(unsafe.Pointer(unsafe.SliceData(words)))
-	if len(lbls) > 0 { // else there is nothing past the struct to point at
-		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(s), seriesSize)), len(lbls)), lbls)
+	if len(tokens) > 0 { // else there is nothing past the struct to point at
+		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(s), seriesSize)), len(tokens)), tokens)
 	}
-	s.nlab = uint32(len(lbls))
+	s.nlab = uint32(len(tokens))
 	return s
 }
 
@@ -257,7 +270,15 @@ func New(opts Options, reg prometheus.Registerer) *Head {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "fedgate_head_series",
 				Help: "Series held in the head.",
-			}, func() float64 { return float64(h.numSeries.Load()) }))
+			}, func() float64 { return float64(h.numSeries.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "fedgate_head_symbols",
+				Help: "Label names and values stored once for all series (process-wide, never removed; at most 131072).",
+			}, func() float64 { n, _ := SymbolStats(); return float64(n) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "fedgate_head_symbol_bytes",
+				Help: "Bytes of the label names and values stored once for all series (at most 8 MiB).",
+			}, func() float64 { _, b := SymbolStats(); return float64(b) }))
 	}
 	return h
 }
@@ -359,11 +380,12 @@ func (h *Head) prepareOne(ten *tenant, bs *BatchSeries, minT int64, maxSeries in
 }
 
 func (h *Head) lookupOrCreate(ten *tenant, bs *BatchSeries, minT int64, maxSeries int) (s *Series, created, limited bool) {
-	hash := xxhash.Sum64(bs.Labels)
+	lbls := bs.PackedLabels()
+	hash := xxhash.Sum64(lbls)
 	st := &h.stripes[hash&(stripeCount-1)]
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	s = st.get(hash, bs.Labels)
+	s = st.get(hash, lbls)
 	if s != nil || newestT(bs.Samples) < minT {
 		return s, false, false
 	}
@@ -373,7 +395,7 @@ func (h *Head) lookupOrCreate(ten *tenant, bs *BatchSeries, minT int64, maxSerie
 		ten.series.Add(-1)
 		return nil, false, true
 	}
-	s = h.create(st, hash, bs.Labels, ten, h.lastRef.Add(1))
+	s = h.create(st, hash, lbls, ten, h.lastRef.Add(1))
 	s.t.Store(noSample)
 	return s, true, false
 }
@@ -464,12 +486,12 @@ func (h *Head) create(st *stripe, hash uint64, lbls []byte, ten *tenant, ref uin
 	s.hash, s.tenant, s.ref = hash, ten.idx, ref
 	st.series.insert(s)
 
-	name := s.Labels().Get("__name__")
+	name := Labels(lbls).Get("__name__")
 	h.famMu.Lock()
 	f := h.families[name]
 	if f == nil {
 		f = &family{}
-		h.families[name] = f
+		h.families[strings.Clone(name)] = f // name aliases the caller's labels
 	}
 	s.famIdx = int32(len(f.series))
 	f.series = append(f.series, s)
@@ -504,12 +526,71 @@ func (s *Series) set(t int64, v float64) {
 	s.seq.Add(1)
 }
 
-// Labels returns the series' label set.
-func (s *Series) Labels() Labels {
+// tokens returns the series' labels as stored.
+func (s *Series) tokens() string {
 	if s.nlab == 0 {
 		return "" // a pointer past the struct would point past the allocation
 	}
-	return Labels(unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(s), seriesSize)), s.nlab))
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(s), seriesSize)), s.nlab)
+}
+
+// Iter returns an iterator over the series' labels, positioned before the
+// first.
+func (s *Series) Iter() LabelIter { return LabelIter{rest: s.tokens(), tokens: true} }
+
+// Touch reads a byte of every cache line the series' labels lie on and
+// returns them or'ed together, for a reader of many series that brings
+// them all into cache in one loop that only reads, so that their misses
+// overlap, before it goes over them again; it keeps the result, lest the
+// compiler drop the reads.
+func (s *Series) Touch() (x byte) {
+	t := s.tokens()
+	for i := 0; i < len(t); i += 64 {
+		x |= t[i]
+	}
+	if len(t) > 0 {
+		x |= t[len(t)-1]
+	}
+	return x
+}
+
+// AppendLabels appends the series' labels to dst in packed form.
+func (s *Series) AppendLabels(dst []byte) []byte {
+	for it := s.Iter(); it.Next(); {
+		dst = AppendLabel(dst, it.Name, it.Value)
+	}
+	return dst
+}
+
+// Labels returns a copy of the series' labels in packed form. It
+// allocates; a loop over many series uses AppendLabels or Iter.
+func (s *Series) Labels() Labels { return Labels(s.AppendLabels(nil)) }
+
+// hasLabels reports whether the series' labels are lbls (packed).
+func (s *Series) hasLabels(lbls []byte) bool {
+	rest := unsafe.String(unsafe.SliceData(lbls), len(lbls))
+	for it := s.Iter(); it.Next(); {
+		for _, want := range [2]string{it.Name, it.Value} {
+			// The length, then the bytes; lbls may be anything (it is
+			// compared, never trusted), so neither may run past its end.
+			n, w := binary.Uvarint(unsafe.Slice(unsafe.StringData(rest), min(len(rest), binary.MaxVarintLen64)))
+			if w <= 0 || n != uint64(len(want)) || len(rest)-w < len(want) || rest[w:w+len(want)] != want {
+				return false
+			}
+			rest = rest[w+len(want):]
+		}
+	}
+	return rest == ""
+}
+
+// metricName returns the value of the series' __name__ label.
+func (s *Series) metricName() string {
+	for it := s.Iter(); it.Next(); {
+		if it.Name == "__name__" {
+			return it.Value
+		}
+	}
+	return ""
 }
 
 // Ref returns the series' number, unique for the life of the data directory.
@@ -753,7 +834,7 @@ func (h *Head) removeFromFamilies(ss []*Series) {
 	h.famMu.Lock()
 	defer h.famMu.Unlock()
 	for _, s := range ss {
-		name := s.Labels().Get("__name__")
+		name := s.metricName()
 		f := h.families[name]
 		last := len(f.series) - 1
 		moved := f.series[last]

@@ -23,6 +23,7 @@ func AppendLabel(b []byte, name, value string) []byte {
 //	for it := ls.Iter(); it.Next(); { use(it.Name, it.Value) }
 type LabelIter struct {
 	rest        string
+	tokens      bool // rest is a held series' tokens, not packed labels
 	Name, Value string
 }
 
@@ -34,28 +35,50 @@ func (it *LabelIter) Next() bool {
 	if it.rest == "" {
 		return false
 	}
+	if it.tokens {
+		it.Name, it.rest = nextToken(it.rest)
+		it.Value, it.rest = nextToken(it.rest)
+		return true
+	}
 	it.Name, it.rest = nextString(it.rest)
 	it.Value, it.rest = nextString(it.rest)
 	return true
 }
 
 func nextString(s string) (string, string) {
-	// Lengths below 128 are one byte: the common case needs no loop.
-	n, w := uint64(s[0]), 1
-	if n >= 0x80 {
-		var v uint64
-		var shift uint
-		for w = 0; w < len(s); w++ {
-			c := s[w]
-			v |= uint64(c&0x7f) << shift
-			if c < 0x80 {
-				break
-			}
-			shift += 7
-		}
-		n, w = v, w+1
-	}
+	n, w := uvarintString(s)
 	return s[w : w+int(n)], s[w+int(n):]
+}
+
+// uvarintString decodes the uvarint at the start of s, which the head
+// wrote, and returns it and its width.
+func uvarintString(s string) (uint64, int) {
+	// Below 128 it is one byte: the common case needs no loop.
+	if s[0] < 0x80 {
+		return uint64(s[0]), 1
+	}
+	var v uint64
+	var shift uint
+	for w := 0; w < len(s); w++ {
+		c := s[w]
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, w + 1
+		}
+		shift += 7
+	}
+	panic("head: truncated uvarint in labels")
+}
+
+// Get returns the value of the label name, or "" when it is absent. it
+// is positioned before its first label and is not moved.
+func (it LabelIter) Get(name string) string {
+	for it.Next() {
+		if it.Name == name {
+			return it.Value
+		}
+	}
+	return ""
 }
 
 // Get returns the value of the label name, or "" when it is absent.

@@ -26,7 +26,7 @@ func TestSeriesTableMatchesAMap(t *testing.T) {
 			switch rng.IntN(3) {
 			case 0, 1:
 				if want[key] == nil {
-					s := newSeries([]byte(key))
+					s := newSeries(packed("__name__", key))
 					s.hash = hash
 					tab.insert(s)
 					want[key] = s
@@ -34,7 +34,7 @@ func TestSeriesTableMatchesAMap(t *testing.T) {
 			case 2:
 				s := want[key]
 				if s == nil {
-					s = newSeries([]byte(key))
+					s = newSeries(packed("__name__", key))
 					s.hash = hash
 				}
 				if got := tab.remove(s); got != (want[key] != nil) {
@@ -45,18 +45,18 @@ func TestSeriesTableMatchesAMap(t *testing.T) {
 			if tab.n != len(want) || tab.n*4 > len(tab.slots)*3 {
 				t.Fatalf("round %d step %d: n %d, %d slots, want %d series", round, step, tab.n, len(tab.slots), len(want))
 			}
-			if got := tab.get(hash, []byte(key)); got != want[key] {
+			if got := tab.get(hash, packed("__name__", key)); got != want[key] {
 				t.Fatalf("round %d step %d: get(%s) = %v, want %v", round, step, key, got, want[key])
 			}
 			if step%16 != 0 {
 				continue
 			}
 			for k, s := range want {
-				if got := tab.get(s.hash, []byte(k)); got != s {
+				if got := tab.get(s.hash, packed("__name__", k)); got != s {
 					t.Fatalf("round %d step %d: get(%s) = %v, want %v", round, step, k, got, s)
 				}
 			}
-			if got := tab.get(hash, []byte("absent")); got != nil {
+			if got := tab.get(hash, packed("__name__", "absent")); got != nil {
 				t.Fatalf("round %d step %d: found an absent series", round, step)
 			}
 			if all := tab.appendAll(nil); len(all) != len(want) {
@@ -72,7 +72,7 @@ func TestSeriesTableMatchesAMap(t *testing.T) {
 			}
 			delete(want, k)
 			for k2, s2 := range want {
-				if tab.get(s2.hash, []byte(k2)) != s2 {
+				if tab.get(s2.hash, packed("__name__", k2)) != s2 {
 					t.Fatalf("round %d: %s lost after removals", round, k2)
 				}
 				break
