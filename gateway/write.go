@@ -568,7 +568,7 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			st.discard(out.dropped, len(s.Samples))
 		case out.reason != "":
 			st.reject(out.reason, out.msg, len(s.Samples), s.Labels)
-		case cand != nil && string(cand.Labels()) == string(st.packed[mark:]):
+		case cand != nil && cand.HasLabels(st.packed[mark:]):
 			// The candidate was right, but the labels came in an order
 			// resolveKnown cannot follow; resolve proved it instead. The
 			// key stays as it is.

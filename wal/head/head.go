@@ -566,8 +566,9 @@ func (s *Series) AppendLabels(dst []byte) []byte {
 // allocates; a loop over many series uses AppendLabels or Iter.
 func (s *Series) Labels() Labels { return Labels(s.AppendLabels(nil)) }
 
-// hasLabels reports whether the series' labels are lbls (packed).
-func (s *Series) hasLabels(lbls []byte) bool {
+// HasLabels reports whether the series' labels are lbls, packed; lbls may
+// be any bytes.
+func (s *Series) HasLabels(lbls []byte) bool {
 	rest := unsafe.String(unsafe.SliceData(lbls), len(lbls))
 	for it := s.Iter(); it.Next(); {
 		for _, want := range [2]string{it.Name, it.Value} {

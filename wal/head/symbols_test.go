@@ -69,19 +69,19 @@ func TestSeriesLabelsRoundTrip(t *testing.T) {
 		if got := s.AppendLabels(nil); string(got) != string(lbls) {
 			t.Fatalf("series %d: %s came back as %s", i, Labels(lbls), Labels(got))
 		}
-		if !s.hasLabels(lbls) {
-			t.Fatalf("series %d: hasLabels of its own labels is false", i)
+		if !s.HasLabels(lbls) {
+			t.Fatalf("series %d: HasLabels of its own labels is false", i)
 		}
 		// Any change is told apart: a label less, one more, another value.
 		other := randomLabels(rng)
-		if s.hasLabels(other) != (string(other) == string(lbls)) {
-			t.Fatalf("series %d: hasLabels(%s) for %s", i, Labels(other), Labels(lbls))
+		if s.HasLabels(other) != (string(other) == string(lbls)) {
+			t.Fatalf("series %d: HasLabels(%s) for %s", i, Labels(other), Labels(lbls))
 		}
-		if n := len(lbls); n > 0 && s.hasLabels(lbls[:n-1]) {
-			t.Fatalf("series %d: hasLabels of its labels cut short", i)
+		if n := len(lbls); n > 0 && s.HasLabels(lbls[:n-1]) {
+			t.Fatalf("series %d: HasLabels of its labels cut short", i)
 		}
-		if s.hasLabels(append(append([]byte{}, lbls...), packed("zz", "1")...)) {
-			t.Fatalf("series %d: hasLabels with a label more", i)
+		if s.HasLabels(append(append([]byte{}, lbls...), packed("zz", "1")...)) {
+			t.Fatalf("series %d: HasLabels with a label more", i)
 		}
 		if got, want := s.metricName(), Labels(lbls).Get("__name__"); got != want {
 			t.Fatalf("series %d: metric name %q, want %q", i, got, want)
@@ -140,7 +140,7 @@ func TestSymbolsUnderConcurrency(t *testing.T) {
 	wg.Wait()
 }
 
-// TestHasLabelsOfAnyBytes: hasLabels compares, never trusts: any bytes
+// TestHasLabelsOfAnyBytes: HasLabels compares, never trusts: any bytes
 // give an answer, never a panic, and only the series' own labels give
 // true.
 func TestHasLabelsOfAnyBytes(t *testing.T) {
@@ -155,8 +155,8 @@ func TestHasLabelsOfAnyBytes(t *testing.T) {
 		if rng.IntN(2) == 0 && len(b) > 0 {
 			b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
 		}
-		if s.hasLabels(b) != (string(b) == string(own)) {
-			t.Fatalf("hasLabels(%x) = %v", b, !(string(b) == string(own)))
+		if s.HasLabels(b) != (string(b) == string(own)) {
+			t.Fatalf("HasLabels(%x) = %v", b, !(string(b) == string(own)))
 		}
 	}
 }
