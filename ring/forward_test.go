@@ -62,6 +62,39 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 }
 
+// TestBatchRoundTripOfKnownSeries: a batch series that carries only its
+// held series (the gateway's known series, Labels nil) goes out with that
+// series' labels.
+func TestBatchRoundTripOfKnownSeries(t *testing.T) {
+	hd := head.New(head.Options{Retention: time.Hour, Now: func() time.Time { return time.UnixMilli(1_700_000_000_000) }}, nil)
+	in := testBatch("cluster-a", 3)
+	ss, err := hd.Prepare(in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := in.Series[1].Labels
+	in.Series[1].Labels, in.Series[1].Known = nil, ss[1]
+	var d BatchDecoder
+	out, err := d.Decode(AppendBatch(nil, in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out.Series[1].Labels) != string(want) {
+		t.Fatalf("known series forwarded as %s, want %s", head.Labels(out.Series[1].Labels), head.Labels(want))
+	}
+}
+
+// TestBatchWantsTheShortestForm: a peer's labels with an overlong length
+// are refused (their bytes would hash apart from the same labels packed
+// by the gateway, and make a second series).
+func TestBatchWantsTheShortestForm(t *testing.T) {
+	in := &head.Batch{Tenant: "a", Series: []head.BatchSeries{{Labels: []byte{0x81, 0x00, 'a', 0x01, 'b'}, Samples: []head.Sample{{T: 1, V: 1}}}}}
+	var d BatchDecoder
+	if _, err := d.Decode(AppendBatch(nil, in)); !errors.Is(err, ErrBadBatch) {
+		t.Fatalf("overlong length accepted: %v", err)
+	}
+}
+
 // instance is one gateway of a test ring: its head, its peer endpoint and
 // its router.
 type instance struct {

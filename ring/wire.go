@@ -115,7 +115,7 @@ func validPacked(b []byte) bool {
 	for pairs := 0; len(b) > 0; pairs++ {
 		for range 2 {
 			n, w := binary.Uvarint(b)
-			if w <= 0 || n > uint64(len(b)-w) {
+			if w <= 0 || w > 1 && b[w-1] == 0 || n > uint64(len(b)-w) { // the shortest form only
 				return false
 			}
 			b = b[w+int(n):]

@@ -35,15 +35,16 @@
 //
 // The symbol table is process-wide and append-only: a symbol's id and
 // string never change and are never reused, so a reader holding any series,
-// even one removed since, decodes exactly its labels, without a lock. Every
-// label name becomes a symbol; a value becomes one the second time a new
-// series brings it (a lossy filter of hashes remembers the first sighting),
-// so that values seen once (a pod's hash, an address) stay literals and do
-// not fill the table. The table is bounded (maxSymbols strings,
-// maxSymbolBytes bytes); once full, new strings are literals, so memory
-// per series is never more than before symbols, plus the table. Strings of
-// series long gone stay in the table: the bound is the price of never
-// reusing an id.
+// even one removed since, decodes exactly its labels, without a lock. A
+// name or value becomes a symbol the second time a new series brings it (a
+// lossy filter of hashes remembers the first sighting), so that strings
+// seen once (a pod's hash, an address, a tenant's ever new names) stay
+// literals and do not fill the table. A token is never longer than the
+// packed form of its string. The table is bounded (maxSymbols strings,
+// maxSymbolBytes bytes, strings up to maxSymbolLen); once full, new
+// strings are literals, so memory per series is never more than before
+// symbols, plus the table. Strings of series long gone stay in the table:
+// the bound is the price of never reusing an id.
 //
 // Labels come in and go out in the packed form of Labels (AppendLabels,
 // Iter); only the head stores tokens.

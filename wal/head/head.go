@@ -8,7 +8,6 @@ import (
 	"math"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,7 +187,9 @@ const seriesSize = unsafe.Sizeof(Series{})
 // words (so that the struct's atomics are aligned) that holds no pointers.
 func newSeries(lbls []byte) *Series {
 	var buf [512]byte
-	tokens := appendTokens(buf[:0], Labels(lbls))
+	// Labels aliasing lbls: the tokens copy what they keep (a Labels
+	// conversion would copy lbls to the heap first).
+	tokens := appendTokens(buf[:0], Labels(unsafe.String(unsafe.SliceData(lbls), len(lbls))))
 	words := make([]uint64, (int(seriesSize)+len(tokens)+7)/8)
 	s := (*Series)(unsafe.Pointer(unsafe.SliceData(words)))
 	if len(tokens) > 0 { // else there is nothing past the struct to point at
@@ -369,8 +370,13 @@ func (h *Head) prepareOne(ten *tenant, bs *BatchSeries, minT int64, maxSeries in
 	if len(bs.Samples) == 0 {
 		return nil, false, false
 	}
-	if k := bs.Known; k != nil && k.tenant == ten.idx && !k.Removed() {
-		return k, false, false
+	if k := bs.Known; k != nil {
+		if k.tenant != ten.idx && bs.Labels == nil {
+			return nil, false, false // not this tenant's labels: a caller's bug
+		}
+		if k.tenant == ten.idx && !k.Removed() {
+			return k, false, false
+		}
 	}
 	s, created, limited = h.lookupOrCreate(ten, bs, minT, maxSeries)
 	if s != nil && bs.Key != 0 {
@@ -486,12 +492,12 @@ func (h *Head) create(st *stripe, hash uint64, lbls []byte, ten *tenant, ref uin
 	s.hash, s.tenant, s.ref = hash, ten.idx, ref
 	st.series.insert(s)
 
-	name := Labels(lbls).Get("__name__")
+	name := s.metricName() // as removeFromFamilies finds it
 	h.famMu.Lock()
 	f := h.families[name]
 	if f == nil {
 		f = &family{}
-		h.families[strings.Clone(name)] = f // name aliases the caller's labels
+		h.families[name] = f
 	}
 	s.famIdx = int32(len(f.series))
 	f.series = append(f.series, s)
@@ -575,7 +581,8 @@ func (s *Series) HasLabels(lbls []byte) bool {
 			// The length, then the bytes; lbls may be anything (it is
 			// compared, never trusted), so neither may run past its end.
 			n, w := binary.Uvarint(unsafe.Slice(unsafe.StringData(rest), min(len(rest), binary.MaxVarintLen64)))
-			if w <= 0 || n != uint64(len(want)) || len(rest)-w < len(want) || rest[w:w+len(want)] != want {
+			if w <= 0 || w > 1 && rest[w-1] == 0 || // none, or not the shortest form
+				n != uint64(len(want)) || len(rest)-w < len(want) || rest[w:w+len(want)] != want {
 				return false
 			}
 			rest = rest[w+len(want):]

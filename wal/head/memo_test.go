@@ -117,10 +117,14 @@ func TestPrepareTakesAKnownSeriesOnlyWhileHeld(t *testing.T) {
 		t.Fatalf("sample through a known series: %d %v", ts, v)
 	}
 
-	// Another tenant's series is never taken.
+	// Another tenant's series is never taken, nor its labels when the
+	// batch series has none of its own.
 	got = appendKeyed(t, h, "b", packed("__name__", "up", "cluster_id", "b"), 0, s, Sample{now + 2, 3})
 	if got == s || got.Tenant() != "b" {
 		t.Fatal("a known series of tenant a was taken for tenant b")
+	}
+	if got := appendKeyed(t, h, "b", nil, 0, s, Sample{now + 3, 4}); got != nil || h.NumSeries() != 2 {
+		t.Fatalf("tenant b stored a series under tenant a's labels (%d series)", h.NumSeries())
 	}
 
 	// Once removed it is not taken: the labels are looked up, a new series

@@ -27,10 +27,13 @@ var symbols symtab
 // id from a series created after the symbol (the series reached it
 // through a lock its creator released).
 type symtab struct {
-	mu     sync.RWMutex
-	index  map[string]uint32
-	n      int // symbols made
-	bytes  int // their bytes
+	mu    sync.RWMutex
+	index map[string]uint32
+	n     int // symbols made
+	bytes int // their bytes
+	// full is set once a string of maxSymbolLen may not fit: from then on
+	// no string is added, and none takes mu to learn it.
+	full   atomic.Bool
 	chunks [maxSymbols / symbolChunk]atomic.Pointer[[symbolChunk]string]
 	// seen holds the hash of the last value that landed in each slot
 	// without becoming a symbol: a value whose hash is already there is
@@ -45,31 +48,30 @@ func (t *symtab) symbol(id uint32) string {
 	return t.chunks[id/symbolChunk].Load()[id%symbolChunk]
 }
 
-// intern returns the symbol of s, making it if always is set or s was seen
-// before; ok is false if s stays a literal.
-func (t *symtab) intern(s string, always bool) (id uint32, ok bool) {
+// intern returns the symbol of s, making it if s was seen before (names
+// too: one tenant sending ever new names must not fill the table for all);
+// ok is false if s stays a literal.
+func (t *symtab) intern(s string) (id uint32, ok bool) {
 	if len(s) > maxSymbolLen {
 		return 0, false
 	}
 	t.mu.RLock()
 	id, ok = t.index[s]
 	t.mu.RUnlock()
-	if ok {
-		return id, true
+	if ok || t.full.Load() {
+		return id, ok
 	}
-	if !always {
-		h := xxhash.Sum64String(s)
-		if slot := &t.seen[h%seenSlots]; slot.Load() != h {
-			slot.Store(h)
-			return 0, false
-		}
+	h := xxhash.Sum64String(s)
+	if slot := &t.seen[h%seenSlots]; slot.Load() != h {
+		slot.Store(h)
+		return 0, false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if id, ok = t.index[s]; ok {
 		return id, true
 	}
-	if t.n == maxSymbols || t.bytes+len(s) > maxSymbolBytes {
+	if t.full.Load() {
 		return 0, false
 	}
 	id = uint32(t.n)
@@ -78,14 +80,17 @@ func (t *symtab) intern(s string, always bool) (id uint32, ok bool) {
 		c = new([symbolChunk]string)
 		t.chunks[id/symbolChunk].Store(c)
 	}
-	s = strings.Clone(s) // s may alias a request
-	c[id%symbolChunk] = s
+	owned := strings.Clone(s) // s may alias a request
+	c[id%symbolChunk] = owned
 	if t.index == nil {
 		t.index = make(map[string]uint32)
 	}
-	t.index[s] = id
+	t.index[owned] = id
 	t.n++
-	t.bytes += len(s)
+	t.bytes += len(owned)
+	if t.n == maxSymbols || t.bytes+maxSymbolLen > maxSymbolBytes {
+		t.full.Store(true)
+	}
 	return id, true
 }
 
@@ -94,18 +99,30 @@ func appendTokens(dst []byte, lbls Labels) []byte { return symbols.appendTokens(
 
 func (t *symtab) appendTokens(dst []byte, lbls Labels) []byte {
 	for it := lbls.Iter(); it.Next(); {
-		dst = t.appendToken(dst, it.Name, true)
-		dst = t.appendToken(dst, it.Value, false)
+		dst = t.appendToken(dst, it.Name)
+		dst = t.appendToken(dst, it.Value)
 	}
 	return dst
 }
 
-func (t *symtab) appendToken(dst []byte, s string, always bool) []byte {
-	if id, ok := t.intern(s, always); ok {
+// appendToken appends s as a symbol, or as a literal when that is no
+// longer (a one-byte string, say, against an id of 8192 or more): a token
+// is never longer than the packed form.
+func (t *symtab) appendToken(dst []byte, s string) []byte {
+	lit := uint64(len(s))<<1 | 1
+	if id, ok := t.intern(s); ok && uvarintLen(uint64(id)<<1) < uvarintLen(lit)+len(s) {
 		return binary.AppendUvarint(dst, uint64(id)<<1)
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(s))<<1|1)
+	dst = binary.AppendUvarint(dst, lit)
 	return append(dst, s...)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }
 
 // nextToken decodes the token at the start of tok.

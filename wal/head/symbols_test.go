@@ -49,7 +49,7 @@ func TestTokensRoundTrip(t *testing.T) {
 	}
 	// Names and repeated values became symbols; unique and long values
 	// did not.
-	for _, s := range []string{"__name__", "a_long_value", "job", "pod", "metric_0", "api"} {
+	for _, s := range []string{"__name__", "a_long_value", "job", "pod", "metric_0", "api", "zone"} {
 		if _, ok := tab.index[s]; !ok {
 			t.Errorf("%q is not a symbol", s)
 		}
@@ -94,13 +94,15 @@ func TestSeriesLabelsRoundTrip(t *testing.T) {
 func TestSymbolTableBound(t *testing.T) {
 	tab := new(symtab)
 	var sets [][]byte
-	for i := 0; tab.n < maxSymbols; i++ {
+	for i := 0; !tab.full.Load(); i++ {
 		lbls := packed(fmt.Sprintf("n%d", i), "v")
 		tab.appendTokens(nil, Labels(lbls))
+		tab.appendTokens(nil, Labels(lbls)) // the second sighting makes the symbols
 		sets = append(sets, lbls)
 	}
 	n, bytes := tab.stats()
 	lbls := packed("a_new_name", "v")
+	tab.appendTokens(nil, Labels(lbls))
 	tokens := tab.appendTokens(nil, Labels(lbls))
 	if got := tab.decodeAll(tokens); string(got) != string(lbls) {
 		t.Fatalf("past the bound: %s came back as %s", Labels(lbls), Labels(got))
@@ -111,11 +113,37 @@ func TestSymbolTableBound(t *testing.T) {
 	if _, ok := tab.index["a_new_name"]; ok {
 		t.Fatal("a name became a symbol in a full table")
 	}
-	for _, lbls := range sets[:100] {
-		if got := tab.decodeAll(tab.appendTokens(nil, Labels(lbls))); string(got) != string(lbls) {
+	// Every id decodes, one-, two- and three-byte tokens alike, and no
+	// token is longer than the packed form.
+	for _, lbls := range sets {
+		tokens := tab.appendTokens(nil, Labels(lbls))
+		if got := tab.decodeAll(tokens); string(got) != string(lbls) {
 			t.Fatalf("%s came back as %s", Labels(lbls), Labels(got))
 		}
+		if len(tokens) > len(lbls) {
+			t.Fatalf("%s: %d bytes of tokens, %d packed", Labels(lbls), len(tokens), len(lbls))
+		}
 	}
+}
+
+// TestTableFullTakesNoLock: once full, a string not in the table is a
+// literal without the table's write lock (which every new series' lookups
+// would otherwise queue behind).
+func TestTableFullTakesNoLock(t *testing.T) {
+	tab := new(symtab)
+	tab.full.Store(true)
+	tab.mu.RLock() // a writer would wait for this forever
+	defer tab.mu.RUnlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2 {
+			if _, ok := tab.intern("fresh"); ok {
+				t.Error("a full table made a symbol")
+			}
+		}
+	}()
+	<-done
 }
 
 // TestSymbolsUnderConcurrency creates series from many goroutines at once
@@ -158,5 +186,76 @@ func TestHasLabelsOfAnyBytes(t *testing.T) {
 		if s.HasLabels(b) != (string(b) == string(own)) {
 			t.Fatalf("HasLabels(%x) = %v", b, !(string(b) == string(own)))
 		}
+	}
+}
+
+// TestHasLabelsWantsTheShortestForm: a length in an overlong varint is
+// not the packed form, whose bytes (and hash) are the series' identity.
+func TestHasLabelsWantsTheShortestForm(t *testing.T) {
+	s := newSeries(packed("a", "b"))
+	if !s.HasLabels([]byte{1, 'a', 1, 'b'}) {
+		t.Fatal("own labels refused")
+	}
+	if s.HasLabels([]byte{0x81, 0x00, 'a', 0x01, 'b'}) || s.HasLabels([]byte{1, 'a', 0x81, 0x00, 'b'}) {
+		t.Fatal("an overlong length matched")
+	}
+}
+
+// TestNewSeriesAllocatesOnce: a new series is one allocation, its labels'
+// symbols known or not.
+func TestNewSeriesAllocatesOnce(t *testing.T) {
+	lbls := packed("__name__", "up", "job", "api", "pod", "pod-1234")
+	newSeries(lbls)
+	newSeries(lbls)
+	if n := testing.AllocsPerRun(100, func() { newSeries(lbls) }); n != 1 {
+		t.Fatalf("%v allocations per new series", n)
+	}
+}
+
+// TestSymbolsReadAcrossGoroutines: series made with brand-new symbols by
+// one goroutine are decoded by another that finds them through the head
+// (-race checks the symbol reads are ordered after the writes).
+func TestSymbolsReadAcrossGoroutines(t *testing.T) {
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 3000 {
+			v := fmt.Sprintf("v%d", i/2) // each value twice: the second makes a symbol
+			appendOne(t, h, "a", packed("__name__", "m", fmt.Sprintf("n%d", i/2), v, "i", fmt.Sprint(i)), Sample{now, 1})
+		}
+	}()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		for _, s := range h.AppendAllSeries(nil) {
+			lbls := s.AppendLabels(nil)
+			if !s.HasLabels(lbls) || Labels(lbls).Get("__name__") != "m" {
+				t.Fatalf("series decoded as %s", Labels(lbls))
+			}
+		}
+	}
+	if h.NumSeries() != 3000 {
+		t.Fatalf("%d series", h.NumSeries())
+	}
+}
+
+// TestFamiliesWithoutOrBeforeName: a series without __name__, or with names
+// sorting before it, joins and leaves its family like any other.
+func TestFamiliesWithoutOrBeforeName(t *testing.T) {
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	appendOne(t, h, "a", packed("A", "1", "__name__", "m"), Sample{now, 1})
+	appendOne(t, h, "a", packed("x", "1"), Sample{now, 1})
+	if got := h.AppendFamilyNames(nil); len(got) != 2 || got[0] != "" || got[1] != "m" {
+		t.Fatalf("families %q", got)
+	}
+	h.Remove(h.AppendAllSeries(nil))
+	if got := h.AppendFamilyNames(nil); len(got) != 0 {
+		t.Fatalf("families %q after removing every series", got)
 	}
 }
