@@ -37,7 +37,7 @@
 // string never change and are never reused, so a reader holding any series,
 // even one removed since, decodes exactly its labels, without a lock. A
 // name or value becomes a symbol the second time a new series brings it (a
-// lossy filter of hashes remembers the first sighting), so that strings
+// lossy filter of hashes counts sightings), so that strings
 // seen once (a pod's hash, an address, a tenant's ever new names) stay
 // literals and do not fill the table. A token is never longer than the
 // packed form of its string. The table is bounded (maxSymbols strings,

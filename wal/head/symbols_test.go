@@ -96,14 +96,17 @@ func TestSymbolTableBound(t *testing.T) {
 	var sets [][]byte
 	for i := 0; !tab.full.Load(); i++ {
 		lbls := packed(fmt.Sprintf("n%d", i), "v")
-		tab.appendTokens(nil, Labels(lbls))
-		tab.appendTokens(nil, Labels(lbls)) // the second sighting makes the symbols
+		for range admitAt { // the last sighting makes the symbols
+			tab.appendTokens(nil, Labels(lbls))
+		}
 		sets = append(sets, lbls)
 	}
 	n, bytes := tab.stats()
 	lbls := packed("a_new_name", "v")
-	tab.appendTokens(nil, Labels(lbls))
-	tokens := tab.appendTokens(nil, Labels(lbls))
+	var tokens []byte
+	for range admitAt {
+		tokens = tab.appendTokens(nil, Labels(lbls))
+	}
 	if got := tab.decodeAll(tokens); string(got) != string(lbls) {
 		t.Fatalf("past the bound: %s came back as %s", Labels(lbls), Labels(got))
 	}
@@ -222,8 +225,8 @@ func TestSymbolsReadAcrossGoroutines(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 3000 {
-			v := fmt.Sprintf("v%d", i/2) // each value twice: the second makes a symbol
-			appendOne(t, h, "a", packed("__name__", "m", fmt.Sprintf("n%d", i/2), v, "i", fmt.Sprint(i)), Sample{now, 1})
+			k := i / admitAt // each name and value admitAt times: the last makes symbols
+			appendOne(t, h, "a", packed("__name__", "m", fmt.Sprintf("n%d", k), fmt.Sprintf("v%d", k), "i", fmt.Sprint(i)), Sample{now, 1})
 		}
 	}()
 	for running := true; running; {
@@ -257,5 +260,23 @@ func TestFamiliesWithoutOrBeforeName(t *testing.T) {
 	h.Remove(h.AppendAllSeries(nil))
 	if got := h.AppendFamilyNames(nil); len(got) != 0 {
 		t.Fatalf("families %q after removing every series", got)
+	}
+}
+
+// TestAdmittedAtTheSecondSighting: a string becomes a symbol at its
+// admitAt'th sighting, not before, and is found from then on.
+func TestAdmittedAtTheSecondSighting(t *testing.T) {
+	tab := new(symtab)
+	for i := 1; i < admitAt; i++ {
+		if _, ok := tab.intern("kube-system"); ok {
+			t.Fatalf("a symbol at sighting %d", i)
+		}
+	}
+	id, ok := tab.intern("kube-system")
+	if !ok || tab.symbol(id) != "kube-system" {
+		t.Fatalf("not a symbol at sighting %d", admitAt)
+	}
+	if id2, ok := tab.intern("kube-system"); !ok || id2 != id {
+		t.Fatal("found under another id")
 	}
 }
