@@ -152,8 +152,20 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// nextToken decodes the token at the start of tok.
-func nextToken(tok string) (s, rest string) { return symbols.nextToken(tok) }
+// nextToken decodes the token at the start of tok. A one-byte token (a
+// symbol below 64, a literal shorter than 64 bytes) is decoded inline: it
+// is most of them, and this runs for every label of every known series of
+// every push.
+func nextToken(tok string) (s, rest string) {
+	if c := tok[0]; c < 0x80 {
+		if c&1 == 0 {
+			return symbols.symbol(uint32(c >> 1)), tok[1:]
+		}
+		n := int(c>>1) + 1
+		return tok[1:n], tok[n:]
+	}
+	return symbols.nextToken(tok)
+}
 
 func (t *symtab) nextToken(tok string) (s, rest string) {
 	x, w := uvarintString(tok)
