@@ -98,12 +98,10 @@ func (m *Memo) delete(key uint64, s *Series) {
 	if i < 0 || st.slots[i].s != s {
 		return
 	}
-	// Shift back every later slot of the run that may sit at i (as
-	// seriesTable.remove does).
+	// Shift back every later slot of the run that may sit at i.
 	mask := len(st.slots) - 1
 	for j := (i + 1) & mask; st.slots[j].s != nil; j = (j + 1) & mask {
-		k := st.home(st.slots[j].key)
-		if (j > i && (k <= i || k > j)) || (j < i && k <= i && k > j) {
+		if shiftsBack(i, j, st.home(st.slots[j].key)) {
 			st.slots[i] = st.slots[j]
 			i = j
 		}

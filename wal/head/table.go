@@ -82,11 +82,9 @@ func (t *seriesTable) remove(s *Series) bool {
 		}
 		i = (i + 1) & mask
 	}
-	// Shift back every later slot of the run that may sit at i: one whose
-	// home is not cyclically within (i, j].
+	// Shift back every later slot of the run that may sit at i.
 	for j := (i + 1) & mask; t.slots[j].s != nil; j = (j + 1) & mask {
-		k := t.home(t.slots[j].hash)
-		if (j > i && (k <= i || k > j)) || (j < i && k <= i && k > j) {
+		if shiftsBack(i, j, t.home(t.slots[j].hash)) {
 			t.slots[i] = t.slots[j]
 			i = j
 		}
@@ -97,6 +95,13 @@ func (t *seriesTable) remove(s *Series) bool {
 		t.resize(len(t.slots) / 2) // give memory back after mass expiry
 	}
 	return true
+}
+
+// shiftsBack reports whether, in a table with linear probing, the entry at
+// slot j whose home is k may move back to the freed slot i: whether k is
+// not cyclically within (i, j].
+func shiftsBack(i, j, k int) bool {
+	return (j > i && (k <= i || k > j)) || (j < i && k <= i && k > j)
 }
 
 // appendAll appends every series held to dst.
