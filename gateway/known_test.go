@@ -127,8 +127,8 @@ func isSorted(in []remotewrite.Label) bool {
 
 // TestKnownSeriesSkipTheFullPath pushes the same series twice: the second
 // push resolves every series through the memo and holds what the first
-// did; a series whose labels come unsorted is proven by resolve and not
-// re-keyed.
+// did, but for a series whose labels come unsorted, which takes the full
+// path each time.
 func TestKnownSeriesSkipTheFullPath(t *testing.T) {
 	h, hd := newTestHandler(t)
 	known := func() float64 { return testutil.ToFloat64(h.metrics.known) }

@@ -543,11 +543,9 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 		}
 		mark := len(st.packed)
 		var key uint64
-		var cand *head.Series
 		if memo != nil && s.LabelBytes != nil {
 			key = memoKey(s.LabelBytes)
-			cand = memo.Get(key)
-			if known, overwritten := set.resolveKnown(cand, tenant, lim, s.Labels); known != nil {
+			if known, overwritten := set.resolveKnown(memo.Get(key), tenant, lim, s.Labels); known != nil {
 				if overwritten {
 					overwrites++
 				}
@@ -568,15 +566,9 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			st.discard(out.dropped, len(s.Samples))
 		case out.reason != "":
 			st.reject(out.reason, out.msg, len(s.Samples), s.Labels)
-		case cand != nil && cand.HasLabels(st.packed[mark:]):
-			// The candidate was right, but the labels came in an order
-			// resolveKnown cannot follow; resolve proved it instead. The
-			// key stays as it is.
-			st.packed = st.packed[:mark]
-			h.appendSamples(st, s, maxT, mark, 0, cand)
 		default:
 			if key != 0 && !namesSorted(s.Labels) {
-				key = 0 // resolveKnown could never follow this order
+				key = 0 // resolveKnown could never follow this order: no entry
 			}
 			h.appendSamples(st, s, maxT, mark, key, nil)
 		}

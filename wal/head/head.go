@@ -572,9 +572,9 @@ func (s *Series) AppendLabels(dst []byte) []byte {
 // allocates; a loop over many series uses AppendLabels or Iter.
 func (s *Series) Labels() Labels { return Labels(s.AppendLabels(nil)) }
 
-// HasLabels reports whether the series' labels are lbls, packed; lbls may
+// hasLabels reports whether the series' labels are lbls, packed; lbls may
 // be any bytes.
-func (s *Series) HasLabels(lbls []byte) bool {
+func (s *Series) hasLabels(lbls []byte) bool {
 	rest := unsafe.String(unsafe.SliceData(lbls), len(lbls))
 	for it := s.Iter(); it.Next(); {
 		for _, want := range [2]string{it.Name, it.Value} {

@@ -69,19 +69,19 @@ func TestSeriesLabelsRoundTrip(t *testing.T) {
 		if got := s.AppendLabels(nil); string(got) != string(lbls) {
 			t.Fatalf("series %d: %s came back as %s", i, Labels(lbls), Labels(got))
 		}
-		if !s.HasLabels(lbls) {
-			t.Fatalf("series %d: HasLabels of its own labels is false", i)
+		if !s.hasLabels(lbls) {
+			t.Fatalf("series %d: hasLabels of its own labels is false", i)
 		}
 		// Any change is told apart: a label less, one more, another value.
 		other := randomLabels(rng)
-		if s.HasLabels(other) != (string(other) == string(lbls)) {
-			t.Fatalf("series %d: HasLabels(%s) for %s", i, Labels(other), Labels(lbls))
+		if s.hasLabels(other) != (string(other) == string(lbls)) {
+			t.Fatalf("series %d: hasLabels(%s) for %s", i, Labels(other), Labels(lbls))
 		}
-		if n := len(lbls); n > 0 && s.HasLabels(lbls[:n-1]) {
-			t.Fatalf("series %d: HasLabels of its labels cut short", i)
+		if n := len(lbls); n > 0 && s.hasLabels(lbls[:n-1]) {
+			t.Fatalf("series %d: hasLabels of its labels cut short", i)
 		}
-		if s.HasLabels(append(append([]byte{}, lbls...), packed("zz", "1")...)) {
-			t.Fatalf("series %d: HasLabels with a label more", i)
+		if s.hasLabels(append(append([]byte{}, lbls...), packed("zz", "1")...)) {
+			t.Fatalf("series %d: hasLabels with a label more", i)
 		}
 		if got, want := s.metricName(), Labels(lbls).Get("__name__"); got != want {
 			t.Fatalf("series %d: metric name %q, want %q", i, got, want)
@@ -171,10 +171,10 @@ func TestSymbolsUnderConcurrency(t *testing.T) {
 	wg.Wait()
 }
 
-// TestHasLabelsOfAnyBytes: HasLabels compares, never trusts: any bytes
+// TesthasLabelsOfAnyBytes: hasLabels compares, never trusts: any bytes
 // give an answer, never a panic, and only the series' own labels give
 // true.
-func TestHasLabelsOfAnyBytes(t *testing.T) {
+func TesthasLabelsOfAnyBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(10, 11))
 	s := newSeries(packed("__name__", "up", "job", strings.Repeat("j", 200)))
 	own := s.AppendLabels(nil)
@@ -186,20 +186,20 @@ func TestHasLabelsOfAnyBytes(t *testing.T) {
 		if rng.IntN(2) == 0 && len(b) > 0 {
 			b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
 		}
-		if s.HasLabels(b) != (string(b) == string(own)) {
-			t.Fatalf("HasLabels(%x) = %v", b, !(string(b) == string(own)))
+		if s.hasLabels(b) != (string(b) == string(own)) {
+			t.Fatalf("hasLabels(%x) = %v", b, !(string(b) == string(own)))
 		}
 	}
 }
 
-// TestHasLabelsWantsTheShortestForm: a length in an overlong varint is
+// TesthasLabelsWantsTheShortestForm: a length in an overlong varint is
 // not the packed form, whose bytes (and hash) are the series' identity.
-func TestHasLabelsWantsTheShortestForm(t *testing.T) {
+func TesthasLabelsWantsTheShortestForm(t *testing.T) {
 	s := newSeries(packed("a", "b"))
-	if !s.HasLabels([]byte{1, 'a', 1, 'b'}) {
+	if !s.hasLabels([]byte{1, 'a', 1, 'b'}) {
 		t.Fatal("own labels refused")
 	}
-	if s.HasLabels([]byte{0x81, 0x00, 'a', 0x01, 'b'}) || s.HasLabels([]byte{1, 'a', 0x81, 0x00, 'b'}) {
+	if s.hasLabels([]byte{0x81, 0x00, 'a', 0x01, 'b'}) || s.hasLabels([]byte{1, 'a', 0x81, 0x00, 'b'}) {
 		t.Fatal("an overlong length matched")
 	}
 }
@@ -237,7 +237,7 @@ func TestSymbolsReadAcrossGoroutines(t *testing.T) {
 		}
 		for _, s := range h.AppendAllSeries(nil) {
 			lbls := s.AppendLabels(nil)
-			if !s.HasLabels(lbls) || Labels(lbls).Get("__name__") != "m" {
+			if !s.hasLabels(lbls) || Labels(lbls).Get("__name__") != "m" {
 				t.Fatalf("series decoded as %s", Labels(lbls))
 			}
 		}

@@ -35,7 +35,7 @@ func (t *seriesTable) get(hash uint64, lbls []byte) *Series {
 		if sl.s == nil {
 			return nil
 		}
-		if sl.hash == hash && sl.s.HasLabels(lbls) {
+		if sl.hash == hash && sl.s.hasLabels(lbls) {
 			return sl.s
 		}
 	}
