@@ -171,10 +171,10 @@ func TestSymbolsUnderConcurrency(t *testing.T) {
 	wg.Wait()
 }
 
-// TesthasLabelsOfAnyBytes: hasLabels compares, never trusts: any bytes
+// TestHasLabelsOfAnyBytes: hasLabels compares, never trusts: any bytes
 // give an answer, never a panic, and only the series' own labels give
 // true.
-func TesthasLabelsOfAnyBytes(t *testing.T) {
+func TestHasLabelsOfAnyBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(10, 11))
 	s := newSeries(packed("__name__", "up", "job", strings.Repeat("j", 200)))
 	own := s.AppendLabels(nil)
@@ -192,9 +192,9 @@ func TesthasLabelsOfAnyBytes(t *testing.T) {
 	}
 }
 
-// TesthasLabelsWantsTheShortestForm: a length in an overlong varint is
+// TestHasLabelsWantsTheShortestForm: a length in an overlong varint is
 // not the packed form, whose bytes (and hash) are the series' identity.
-func TesthasLabelsWantsTheShortestForm(t *testing.T) {
+func TestHasLabelsWantsTheShortestForm(t *testing.T) {
 	s := newSeries(packed("a", "b"))
 	if !s.hasLabels([]byte{1, 'a', 1, 'b'}) {
 		t.Fatal("own labels refused")
