@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,18 +205,39 @@ type PeerHandler struct {
 	logger  *slog.Logger
 	pool    sync.Pool // of *peerState
 	refused *prometheus.CounterVec
+	// turns holds a token per batch being decoded: from its snappy decode
+	// until the storage has read its labels (head.Batch.ReleaseLabels). As
+	// on the write path, more batches at it than CPUs would only hold more
+	// decoded buffers at once, and forwarded batches come from every peer.
+	turns chan struct{}
 }
 
 type peerState struct {
 	body, raw []byte
 	dec       BatchDecoder
+	h         *PeerHandler
+	holdsTurn bool
+	release   func() // st.releaseTurn, made once per state
+}
+
+// releaseTurn gives the state's decoding turn back, once.
+func (st *peerState) releaseTurn() {
+	if st.holdsTurn {
+		st.holdsTurn = false
+		<-st.h.turns
+	}
 }
 
 // NewPeerHandler takes batches for the tenants this instance owns, from
 // peers presenting secret.
 func NewPeerHandler(cur *Current, local Appender, secret []byte, maxBody int, logger *slog.Logger, reg prometheus.Registerer) *PeerHandler {
-	h := &PeerHandler{cur: cur, local: local, digest: sha256.Sum256(secret), maxBody: maxBody, logger: logger}
-	h.pool.New = func() any { return new(peerState) }
+	h := &PeerHandler{cur: cur, local: local, digest: sha256.Sum256(secret), maxBody: maxBody, logger: logger,
+		turns: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	h.pool.New = func() any {
+		st := &peerState{h: h}
+		st.release = st.releaseTurn
+		return st
+	}
 	h.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fedgate_peer_batches_refused_total",
 		Help: "Batches from peers refused, by reason: unauthorized, malformed, not_owner.",
@@ -248,6 +270,14 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("decoded batch too large")
 	}
 	if err == nil {
+		select {
+		case h.turns <- struct{}{}:
+			st.holdsTurn = true
+			defer st.releaseTurn() // at the latest
+		case <-r.Context().Done():
+			http.Error(w, "peer gone while queued", http.StatusServiceUnavailable)
+			return
+		}
 		if cap(st.raw) < n {
 			st.raw = make([]byte, n)
 		}
@@ -269,6 +299,7 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the owner of tenant "+strconv.Quote(b.Tenant), http.StatusServiceUnavailable)
 		return
 	}
+	b.ReleaseLabels = st.release
 	err = h.local.Append(r.Context(), b)
 	var limited *head.SeriesLimitError
 	switch {

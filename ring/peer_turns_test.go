@@ -1,0 +1,83 @@
+package ring
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"github.com/golang/snappy"
+
+	"github.com/fedgate/fedgate/wal/head"
+)
+
+// gatedAppender blocks each Append until proceed is closed, reading the
+// batch's labels (LabelsRead) before it blocks if early is set, else after.
+type gatedAppender struct {
+	early   bool
+	calls   atomic.Int32
+	proceed chan struct{}
+}
+
+func (a *gatedAppender) Append(_ context.Context, b *head.Batch) error {
+	a.calls.Add(1)
+	if a.early {
+		b.LabelsRead()
+	}
+	<-a.proceed
+	b.LabelsRead()
+	return nil
+}
+
+// TestPeerBatchesDecodeInTurns: a forwarded batch holds a decoding turn
+// from its decode until the storage has read its labels, so that no more
+// batches than turns are decoded and unread at once; once read, the next
+// one goes ahead while the first waits for its fsync.
+func TestPeerBatchesDecodeInTurns(t *testing.T) {
+	for _, early := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			r, err := New([]Member{{Name: "self", URL: "http://self"}}, "self")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur := &Current{}
+			cur.Store(r)
+			ap := &gatedAppender{early: early, proceed: make(chan struct{})}
+			h := NewPeerHandler(cur, ap, []byte("s3cret"), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			h.turns = make(chan struct{}, 1)
+			body := snappy.Encode(nil, AppendBatch(nil, testBatch("cluster-a", 3)))
+			codes := make(chan int, 2)
+			for range 2 {
+				go func() {
+					req := httptest.NewRequest(http.MethodPost, PeerPath, bytes.NewReader(body))
+					req.Header.Set("Authorization", "Bearer s3cret")
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, req)
+					codes <- w.Code
+				}()
+			}
+			synctest.Wait()
+			want := int32(1) // the other waits for the only turn
+			if early {
+				want = 2 // the first gave its turn back with its labels read
+			}
+			if got := ap.calls.Load(); got != want {
+				t.Fatalf("labels read early %v: %d batches in the storage, want %d", early, got, want)
+			}
+			close(ap.proceed)
+			for range 2 {
+				if code := <-codes; code != http.StatusNoContent {
+					t.Fatalf("status %d", code)
+				}
+			}
+			if len(h.turns) != 0 {
+				t.Fatalf("%d turns still held", len(h.turns))
+			}
+		})
+	}
+}
