@@ -669,7 +669,7 @@ func raiseFileLimit(t *testing.T, need uint64) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	if lim.Max < need {
+	if uint64(lim.Max) < need { // int64 on some systems
 		t.Skipf("RLIMIT_NOFILE hard limit is %d; this test needs %d open files (raise it: ulimit -Hn, limits.conf or LimitNOFILE=)", lim.Max, need)
 	}
 	if lim.Cur >= lim.Max {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -20,18 +19,10 @@ type segmentFile interface {
 	Close() error
 }
 
-// osFile syncs with fdatasync: the segment's size changes are the only
-// metadata replay needs, and fdatasync writes those too.
+// osFile syncs with fdatasync where there is one (sync_linux.go): the
+// segment's size changes are the only metadata replay needs, and fdatasync
+// writes those too. Elsewhere it is os.File.Sync (on macOS F_FULLFSYNC).
 type osFile struct{ *os.File }
-
-func (f osFile) Sync() error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
 
 func createSegment(path string) (segmentFile, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o640)
