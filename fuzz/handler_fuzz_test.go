@@ -45,7 +45,8 @@ const fuzzRetention = 100 * 365 * 24 * time.Hour
 // decoder is reached. It must never panic, answer only 204, 400, 413, 415
 // or 429, and store only valid series: a valid metric name, valid, sorted,
 // unique label names, non-empty valid UTF-8 values, the cluster label equal
-// to the tenant, well-formed packed labels.
+// to the tenant, well-formed packed labels. Each body is posted twice, the
+// second time through the memo of known series: alike.
 func FuzzWriteHandler(f *testing.F) {
 	for _, b := range capturedSeeds(f, maxHandlerSeed) {
 		f.Add(b, true)
@@ -80,9 +81,27 @@ func FuzzWriteHandler(f *testing.F) {
 		default:
 			t.Fatalf("status %d for a %d-byte body", code, len(body))
 		}
+		held := map[string]bool{}
 		for _, s := range hd.AppendAllSeries(nil) {
 			if err := checkStored(s); err != nil {
 				t.Fatalf("stored series %q: %v", string(s.Labels()), err)
+			}
+			held[string(s.Labels())] = true
+		}
+		// The same body again goes through the memo of known series where
+		// the first went the full way: it must be answered alike and hold
+		// exactly the same series.
+		switch again := postWrite(h, body); {
+		case again == http.StatusTooManyRequests && code != again: // the first used the bucket up
+		case again != code:
+			t.Fatalf("status %d, then %d for the same body", code, again)
+		case hd.NumSeries() != len(held):
+			t.Fatalf("%d series held after the same body again, %d before", hd.NumSeries(), len(held))
+		default:
+			for _, s := range hd.AppendAllSeries(nil) {
+				if !held[string(s.Labels())] {
+					t.Fatalf("the same body again made series %q", string(s.Labels()))
+				}
 			}
 		}
 	})
