@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/fedgate/fedgate/gateway/auth"
 	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/gateway/remotewrite"
+	"github.com/fedgate/fedgate/gateway/turns"
 	"github.com/fedgate/fedgate/relabel"
 	"github.com/fedgate/fedgate/wal/codec"
 	"github.com/fedgate/fedgate/wal/head"
@@ -130,9 +130,9 @@ type WriteHandler struct {
 	tenants  tenants
 	logger   *slog.Logger
 	metrics  *writeMetrics
-	pool     sync.Pool     // of *writeState
-	inputs   sync.Pool     // of *input
-	decoding chan struct{} // a turn per request decoding, one per CPU
+	pool     sync.Pool   // of *writeState
+	inputs   sync.Pool   // of *input
+	decoding turns.Turns // a turn per request decoding, one per CPU
 }
 
 // NewWriteHandler returns a handler storing into st.
@@ -146,8 +146,7 @@ func NewWriteHandler(s *Settings, st Storage, opts WriteOptions, logger *slog.Lo
 	if opts.QueueTimeout <= 0 {
 		opts.QueueTimeout = time.Second
 	}
-	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger,
-		decoding: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger}
 	h.metrics = newWriteMetrics(reg, h)
 	h.settings.Store(s)
 	h.inputs.New = func() any { return new(input) }
@@ -172,7 +171,7 @@ type writeState struct {
 	// at most one request per CPU at a time, and given back as soon as
 	// the storage has read the batch's labels (head.Batch.ReleaseLabels),
 	// so that requests waiting for their fsync hold only their body and
-	// samples. (The number of turns is GOMAXPROCS at startup.)
+	// samples. (The number of turns is GOMAXPROCS, as it is when asked.)
 	*input
 	release   func() // h.releaseInput(st), made once per state
 	holdsTurn bool   // of h.decoding
@@ -314,9 +313,7 @@ func (h *WriteHandler) putState(st *writeState) {
 // takeInput waits for a decoding turn and gives st an input (st's own,
 // if it has one).
 func (h *WriteHandler) takeInput(ctx context.Context, st *writeState) error {
-	select {
-	case h.decoding <- struct{}{}:
-	case <-ctx.Done():
+	if err := h.decoding.Acquire(ctx); err != nil {
 		return fmt.Errorf("%w: client gone while queued", errOverloaded)
 	}
 	if st.input == nil {
@@ -332,7 +329,7 @@ func (h *WriteHandler) takeInput(ctx context.Context, st *writeState) error {
 func (h *WriteHandler) releaseInput(st *writeState) {
 	if st.holdsTurn {
 		st.holdsTurn = false
-		<-h.decoding
+		h.decoding.Release()
 	}
 	in := st.input
 	if in == nil {

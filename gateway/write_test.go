@@ -482,7 +482,7 @@ func TestDecodingTurns(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			store := &blockingStore{release: release, unblock: make(chan struct{})}
 			h := NewWriteHandler(s, store, WriteOptions{Now: now}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-			turns := cap(h.decoding)
+			turns := runtime.GOMAXPROCS(0)
 			n := 2*turns + 1
 			codes := make(chan int, n)
 			for range n {
@@ -541,7 +541,7 @@ func TestPanicGivesTheTurnBack(t *testing.T) {
 	}
 	h := NewWriteHandler(s, panickingStore{}, WriteOptions{Now: func() time.Time { return testNow }}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	body := encode(t, series(1, testNow.UnixMilli(), "__name__", "up"))
-	for range cap(h.decoding) + 1 {
+	for range runtime.GOMAXPROCS(0) + 1 {
 		func() {
 			defer func() {
 				if recover() == nil {
@@ -552,7 +552,7 @@ func TestPanicGivesTheTurnBack(t *testing.T) {
 			r.Header.Set("Authorization", "Bearer token-a")
 			h.ServeHTTP(httptest.NewRecorder(), r)
 		}()
-		if n := len(h.decoding); n != 0 {
+		if n := h.decoding.Held(); n != 0 {
 			t.Fatalf("%d decoding turns held after a panic", n)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fedgate/fedgate/gateway/turns"
 	"github.com/fedgate/fedgate/wal/codec"
 	"github.com/fedgate/fedgate/wal/head"
 )
@@ -205,11 +205,12 @@ type PeerHandler struct {
 	logger  *slog.Logger
 	pool    sync.Pool // of *peerState
 	refused *prometheus.CounterVec
-	// turns holds a token per batch being decoded: from its snappy decode
-	// until the storage has read its labels (head.Batch.ReleaseLabels). As
-	// on the write path, more batches at it than CPUs would only hold more
-	// decoded buffers at once, and forwarded batches come from every peer.
-	turns chan struct{}
+	// decoding holds a turn per batch being decoded: from its snappy
+	// decode until the storage has read its labels
+	// (head.Batch.ReleaseLabels). As on the write path, more batches at it
+	// than CPUs would only hold more decoded buffers at once, and forwarded
+	// batches come from every peer.
+	decoding turns.Turns
 }
 
 type peerState struct {
@@ -224,15 +225,14 @@ type peerState struct {
 func (st *peerState) releaseTurn() {
 	if st.holdsTurn {
 		st.holdsTurn = false
-		<-st.h.turns
+		st.h.decoding.Release()
 	}
 }
 
 // NewPeerHandler takes batches for the tenants this instance owns, from
 // peers presenting secret.
 func NewPeerHandler(cur *Current, local Appender, secret []byte, maxBody int, logger *slog.Logger, reg prometheus.Registerer) *PeerHandler {
-	h := &PeerHandler{cur: cur, local: local, digest: sha256.Sum256(secret), maxBody: maxBody, logger: logger,
-		turns: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	h := &PeerHandler{cur: cur, local: local, digest: sha256.Sum256(secret), maxBody: maxBody, logger: logger}
 	h.pool.New = func() any {
 		st := &peerState{h: h}
 		st.release = st.releaseTurn
@@ -270,14 +270,12 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("decoded batch too large")
 	}
 	if err == nil {
-		select {
-		case h.turns <- struct{}{}:
-			st.holdsTurn = true
-			defer st.releaseTurn() // at the latest
-		case <-r.Context().Done():
+		if err := h.decoding.Acquire(r.Context()); err != nil {
 			http.Error(w, "peer gone while queued", http.StatusServiceUnavailable)
 			return
 		}
+		st.holdsTurn = true
+		defer st.releaseTurn() // at the latest
 		if cap(st.raw) < n {
 			st.raw = make([]byte, n)
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -49,7 +50,7 @@ func TestPeerBatchesDecodeInTurns(t *testing.T) {
 			cur.Store(r)
 			ap := &gatedAppender{early: early, proceed: make(chan struct{})}
 			h := NewPeerHandler(cur, ap, []byte("s3cret"), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-			h.turns = make(chan struct{}, 1)
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one turn
 			body := snappy.Encode(nil, AppendBatch(nil, testBatch("cluster-a", 3)))
 			codes := make(chan int, 2)
 			for range 2 {
@@ -75,8 +76,8 @@ func TestPeerBatchesDecodeInTurns(t *testing.T) {
 					t.Fatalf("status %d", code)
 				}
 			}
-			if len(h.turns) != 0 {
-				t.Fatalf("%d turns still held", len(h.turns))
+			if n := h.decoding.Held(); n != 0 {
+				t.Fatalf("%d turns still held", n)
 			}
 		})
 	}
