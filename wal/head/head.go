@@ -592,14 +592,7 @@ func (s *Series) hasLabels(lbls []byte) bool {
 }
 
 // metricName returns the value of the series' __name__ label.
-func (s *Series) metricName() string {
-	for it := s.Iter(); it.Next(); {
-		if it.Name == "__name__" {
-			return it.Value
-		}
-	}
-	return ""
-}
+func (s *Series) metricName() string { return s.Iter().Get("__name__") }
 
 // Ref returns the series' number, unique for the life of the data directory.
 func (s *Series) Ref() uint64 { return s.ref }

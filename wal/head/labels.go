@@ -82,14 +82,7 @@ func (it LabelIter) Get(name string) string {
 }
 
 // Get returns the value of the label name, or "" when it is absent.
-func (ls Labels) Get(name string) string {
-	for it := ls.Iter(); it.Next(); {
-		if it.Name == name {
-			return it.Value
-		}
-	}
-	return ""
-}
+func (ls Labels) Get(name string) string { return ls.Iter().Get(name) }
 
 // Len returns the number of labels.
 func (ls Labels) Len() int {
