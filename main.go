@@ -26,6 +26,7 @@ import (
 	"github.com/fedgate/fedgate/gateway"
 	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/gateway/federate"
+	"github.com/fedgate/fedgate/gateway/turns"
 	"github.com/fedgate/fedgate/ring"
 	"github.com/fedgate/fedgate/wal"
 	"github.com/fedgate/fedgate/wal/head"
@@ -160,7 +161,9 @@ func run(f *flags, logger *slog.Logger) error {
 	}
 	// Every write goes to its tenant's owner: stored here, or forwarded.
 	router := ring.NewRouter(cur, store, ring.RouterOptions{Secret: cfg.Ring.Secret, Timeout: time.Duration(cfg.Ring.ForwardTimeout)}, logger, reg)
-	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout, Head: hd}, logger, reg)
+	// Pushes and forwarded batches decode in the same turns, one per CPU.
+	decoding := new(turns.Turns)
+	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout, Decoding: decoding, Head: hd}, logger, reg)
 	health := &gateway.Health{}
 	rl := newReloader(f.configFile, cfg, writes, logger, reg)
 
@@ -175,7 +178,9 @@ func run(f *flags, logger *slog.Logger) error {
 	internal.Handle("GET /federate", untilReady(store, fed))
 	if cfg.Ring.Clustered() {
 		// Peers forward here, on the internal listener only.
-		internal.Handle("POST "+ring.PeerPath, ring.NewPeerHandler(cur, store, cfg.Ring.Secret, config.MaxRequestBytesLimit, logger, reg))
+		peers := ring.NewPeerHandler(cur, store, cfg.Ring.Secret, config.MaxRequestBytesLimit, logger, reg)
+		peers.ShareTurns(decoding)
+		internal.Handle("POST "+ring.PeerPath, peers)
 	}
 	internal.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	internal.HandleFunc("POST /-/reload", rl.serveHTTP)

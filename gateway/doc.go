@@ -8,7 +8,7 @@
 // is read) -> body size (413) -> a processing slot (brief queue, then 503)
 // -> body read through a limit -> snappy.DecodedLen against
 // max_request_bytes (413) -> a decoding turn (one request per CPU decodes
-// at a time) -> decode into a pooled remotewrite.Request -> per
+// at a time, shared with the peer endpoint: WriteOptions.Decoding) -> decode into a pooled remotewrite.Request -> per
 // series (Settings.resolve): the client's cluster label out, the tenant's
 // pipeline (allowlist, relabel_configs, anonymization; results memoized per
 // series), the cluster label stamped, sort, validate, pack -> the whole

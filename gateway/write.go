@@ -114,6 +114,11 @@ type WriteOptions struct {
 	QueueTimeout time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Decoding, if not nil, holds the decoding turns, to share them with
+	// the other handlers that decode on this instance (the peer endpoint:
+	// see ring.PeerHandler.ShareTurns), so that no more requests than CPUs
+	// decode at once in all. nil: the handler's own.
+	Decoding *turns.Turns
 	// Head, if not nil, is the head the storage appends to on this
 	// instance. Its memo of known series lets a push whose series were
 	// seen before skip their validation and the head's lookup (see
@@ -130,9 +135,9 @@ type WriteHandler struct {
 	tenants  tenants
 	logger   *slog.Logger
 	metrics  *writeMetrics
-	pool     sync.Pool   // of *writeState
-	inputs   sync.Pool   // of *input
-	decoding turns.Turns // a turn per request decoding, one per CPU
+	pool     sync.Pool    // of *writeState
+	inputs   sync.Pool    // of *input
+	decoding *turns.Turns // a turn per request decoding, one per CPU
 }
 
 // NewWriteHandler returns a handler storing into st.
@@ -146,7 +151,10 @@ func NewWriteHandler(s *Settings, st Storage, opts WriteOptions, logger *slog.Lo
 	if opts.QueueTimeout <= 0 {
 		opts.QueueTimeout = time.Second
 	}
-	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger}
+	if opts.Decoding == nil {
+		opts.Decoding = new(turns.Turns)
+	}
+	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger, decoding: opts.Decoding}
 	h.metrics = newWriteMetrics(reg, h)
 	h.settings.Store(s)
 	h.inputs.New = func() any { return new(input) }

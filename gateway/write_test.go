@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/fedgate/fedgate/gateway/config"
+	"github.com/fedgate/fedgate/gateway/turns"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -556,4 +557,47 @@ func TestPanicGivesTheTurnBack(t *testing.T) {
 			t.Fatalf("%d decoding turns held after a panic", n)
 		}
 	}
+}
+
+// TestSharedDecodingTurns: with WriteOptions.Decoding, a push waits for a
+// turn held elsewhere (by a forwarded batch on the peer endpoint) and goes
+// ahead once it is given back.
+func TestSharedDecodingTurns(t *testing.T) {
+	s, err := NewSettings(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := encode(t, series(1, testNow.UnixMilli(), "__name__", "up"))
+	synctest.Test(t, func(t *testing.T) {
+		store := &blockingStore{release: true, unblock: make(chan struct{})}
+		close(store.unblock)
+		shared := new(turns.Turns)
+		h := NewWriteHandler(s, store, WriteOptions{Now: func() time.Time { return testNow }, Decoding: shared}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one turn
+		if err := shared.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		code := make(chan int, 1)
+		go func() {
+			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+			r.Header.Set("Authorization", "Bearer token-a")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			code <- w.Code
+		}()
+		synctest.Wait()
+		if got := store.calls.Load(); got != 0 {
+			t.Fatalf("%d requests in the storage while the only shared turn is held elsewhere, want 0", got)
+		}
+		shared.Release()
+		if c := <-code; c != http.StatusNoContent {
+			t.Fatalf("status %d", c)
+		}
+		if got := store.calls.Load(); got != 1 {
+			t.Fatalf("%d requests in the storage, want 1", got)
+		}
+		if n := shared.Held(); n != 0 {
+			t.Fatalf("%d shared turns still held", n)
+		}
+	})
 }

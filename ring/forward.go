@@ -209,8 +209,9 @@ type PeerHandler struct {
 	// decode until the storage has read its labels
 	// (head.Batch.ReleaseLabels). As on the write path, more batches at it
 	// than CPUs would only hold more decoded buffers at once, and forwarded
-	// batches come from every peer.
-	decoding turns.Turns
+	// batches come from every peer. Shared with the write path when
+	// ShareTurns says so.
+	decoding *turns.Turns
 }
 
 type peerState struct {
@@ -229,10 +230,18 @@ func (st *peerState) releaseTurn() {
 	}
 }
 
+// ShareTurns makes the handler decode in the turns t, shared with the
+// write path (gateway.WriteOptions.Decoding), so that pushes and forwarded
+// batches together decode no more than one per CPU at once. No turn is
+// ever held while waiting for a peer (the write path gives its turn back
+// before it forwards), so sharing cannot deadlock two instances. Call it
+// before serving.
+func (h *PeerHandler) ShareTurns(t *turns.Turns) { h.decoding = t }
+
 // NewPeerHandler takes batches for the tenants this instance owns, from
 // peers presenting secret.
 func NewPeerHandler(cur *Current, local Appender, secret []byte, maxBody int, logger *slog.Logger, reg prometheus.Registerer) *PeerHandler {
-	h := &PeerHandler{cur: cur, local: local, digest: sha256.Sum256(secret), maxBody: maxBody, logger: logger}
+	h := &PeerHandler{cur: cur, local: local, digest: sha256.Sum256(secret), maxBody: maxBody, logger: logger, decoding: new(turns.Turns)}
 	h.pool.New = func() any {
 		st := &peerState{h: h}
 		st.release = st.releaseTurn

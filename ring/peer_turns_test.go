@@ -14,6 +14,7 @@ import (
 
 	"github.com/golang/snappy"
 
+	"github.com/fedgate/fedgate/gateway/turns"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -81,4 +82,50 @@ func TestPeerBatchesDecodeInTurns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPeerHandlerSharesTurns: with ShareTurns, a forwarded batch waits for
+// a turn held elsewhere (by a push on the write path) and goes ahead once
+// it is given back.
+func TestPeerHandlerSharesTurns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := New([]Member{{Name: "self", URL: "http://self"}}, "self")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur := &Current{}
+		cur.Store(r)
+		ap := &gatedAppender{early: true, proceed: make(chan struct{})}
+		close(ap.proceed)
+		h := NewPeerHandler(cur, ap, []byte("s3cret"), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		shared := new(turns.Turns)
+		h.ShareTurns(shared)
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one turn
+		if err := shared.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		body := snappy.Encode(nil, AppendBatch(nil, testBatch("cluster-a", 3)))
+		code := make(chan int, 1)
+		go func() {
+			req := httptest.NewRequest(http.MethodPost, PeerPath, bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer s3cret")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			code <- w.Code
+		}()
+		synctest.Wait()
+		if got := ap.calls.Load(); got != 0 {
+			t.Fatalf("%d batches in the storage while the only shared turn is held elsewhere, want 0", got)
+		}
+		shared.Release()
+		if c := <-code; c != http.StatusNoContent {
+			t.Fatalf("status %d", c)
+		}
+		if got := ap.calls.Load(); got != 1 {
+			t.Fatalf("%d batches in the storage, want 1", got)
+		}
+		if n := shared.Held(); n != 0 {
+			t.Fatalf("%d shared turns still held", n)
+		}
+	})
 }
