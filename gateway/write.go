@@ -191,6 +191,12 @@ type writeState struct {
 	rejectedSeries int
 	firstReason    string
 	discarded      map[string]int
+
+	// A chunk's memo keys and candidates (see lookAhead), and where
+	// Touch's reads go.
+	keys  [lookAhead]uint64
+	known [lookAhead]*head.Series
+	sink  byte
 }
 
 // input is the part of a writeState that holds the request itself.
@@ -526,6 +532,33 @@ func (h *WriteHandler) countDiscarded(ten *tenantState, st *writeState) {
 	ten.discarded.Add(int64(total))
 }
 
+// lookAhead is how many series process looks up in the memo of known
+// series at once: each lookup, and then each candidate's labels, is a
+// cache miss, and in loops that only read (Memo.GetMany, then a touch of
+// each candidate) the misses of many overlap, where resolving each series
+// in between would leave them one after the other. A chunk's candidates
+// stay in cache until they are resolved.
+const lookAhead = 128
+
+// lookUp sets keys[i] to the memo key of chunk[i] (0: none, as for a
+// series without samples or whose label bytes were not back to back) and
+// known[i] to the memo's candidate for it, and brings the candidates'
+// labels into cache.
+func (st *writeState) lookUp(memo *head.Memo, chunk []remotewrite.Series, keys []uint64, known []*head.Series) {
+	for i := range chunk {
+		keys[i] = 0
+		if s := &chunk[i]; len(s.Samples) > 0 && s.LabelBytes != nil {
+			keys[i] = memoKey(s.LabelBytes)
+		}
+	}
+	memo.GetMany(keys, known)
+	for _, k := range known {
+		if k != nil {
+			st.sink |= k.Touch()
+		}
+	}
+}
+
 // process turns the decoded request into st.batch: valid series with
 // stamped, sorted, packed labels and their acceptable samples. It returns
 // the number of samples received and of cluster labels overwritten.
@@ -537,45 +570,53 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 	if h.opts.Head != nil && set.Pipelines[tenant] == nil {
 		memo = h.opts.Head.Memo(tenant)
 	}
-	for i := range st.req.Series {
-		s := &st.req.Series[i]
-		received += len(s.Samples) + s.Histograms
-		if s.Histograms > 0 {
-			st.discard(reasonNativeHistograms, s.Histograms)
+	clear(st.keys[:])
+	defer clear(st.known[:]) // a pooled state must not keep series alive
+	for start := 0; start < len(st.req.Series); start += lookAhead {
+		chunk := st.req.Series[start:min(start+lookAhead, len(st.req.Series))]
+		keys, known := st.keys[:len(chunk)], st.known[:len(chunk)]
+		if memo != nil {
+			st.lookUp(memo, chunk, keys, known)
 		}
-		if len(s.Samples) == 0 {
-			continue
-		}
-		mark := len(st.packed)
-		var key uint64
-		if memo != nil && s.LabelBytes != nil {
-			key = memoKey(s.LabelBytes)
-			if known, overwritten := set.resolveKnown(memo.Get(key), tenant, lim, s.Labels); known != nil {
-				if overwritten {
-					overwrites++
-				}
-				knownSeries++
-				// With the key, so that if known is removed before the
-				// storage's Prepare, the series it finds instead is
-				// remembered.
-				h.appendSamples(st, s, maxT, mark, key, known)
+		for i := range chunk {
+			s := &chunk[i]
+			received += len(s.Samples) + s.Histograms
+			if s.Histograms > 0 {
+				st.discard(reasonNativeHistograms, s.Histograms)
+			}
+			if len(s.Samples) == 0 {
 				continue
 			}
-		}
-		out := set.resolve(st, tenant, lim, s.Labels)
-		if out.overwritten {
-			overwrites++
-		}
-		switch {
-		case out.dropped != "":
-			st.discard(out.dropped, len(s.Samples))
-		case out.reason != "":
-			st.reject(out.reason, out.msg, len(s.Samples), s.Labels)
-		default:
-			if key != 0 && !namesSorted(s.Labels) {
-				key = 0 // resolveKnown could never follow this order: no entry
+			mark := len(st.packed)
+			key := keys[i]
+			if key != 0 {
+				if known, overwritten := set.resolveKnown(known[i], tenant, lim, s.Labels); known != nil {
+					if overwritten {
+						overwrites++
+					}
+					knownSeries++
+					// With the key, so that if known is removed before the
+					// storage's Prepare, the series it finds instead is
+					// remembered.
+					h.appendSamples(st, s, maxT, mark, key, known)
+					continue
+				}
 			}
-			h.appendSamples(st, s, maxT, mark, key, nil)
+			out := set.resolve(st, tenant, lim, s.Labels)
+			if out.overwritten {
+				overwrites++
+			}
+			switch {
+			case out.dropped != "":
+				st.discard(out.dropped, len(s.Samples))
+			case out.reason != "":
+				st.reject(out.reason, out.msg, len(s.Samples), s.Labels)
+			default:
+				if key != 0 && !namesSorted(s.Labels) {
+					key = 0 // resolveKnown could never follow this order: no entry
+				}
+				h.appendSamples(st, s, maxT, mark, key, nil)
+			}
 		}
 	}
 	var prev seriesEnd

@@ -60,6 +60,42 @@ func (m *Memo) Get(key uint64) *Series {
 	return nil
 }
 
+// GetMany sets out[i] to what Get(keys[i]) returns, for every i (key 0:
+// nil). It takes each stripe's lock once, not once per key, and its loads
+// do not wait on one another behind a lock: a request's lookups are
+// cache misses, which overlap here, where one Get after another pays
+// each in full. out must be at least as long as keys.
+func (m *Memo) GetMany(keys []uint64, out []*Series) {
+	out = out[:len(keys)]
+	clear(out)
+	var inStripe [memoStripes]int
+	for _, k := range keys {
+		if k != 0 {
+			inStripe[k&(memoStripes-1)]++
+		}
+	}
+	for i := range m.stripes {
+		if inStripe[i] == 0 {
+			continue
+		}
+		st := &m.stripes[i]
+		st.mu.Lock()
+		for j, k := range keys {
+			if k != 0 && k&(memoStripes-1) == uint64(i) {
+				if at := st.find(k); at >= 0 {
+					out[j] = st.slots[at].s
+				}
+			}
+		}
+		st.mu.Unlock()
+	}
+	for j, s := range out {
+		if s != nil && s.Removed() {
+			out[j] = nil
+		}
+	}
+}
+
 // put remembers s under key, and under no other key: a series has one
 // entry at most, so a sender that varies how it writes a series' labels
 // cannot grow the memo past the series held.

@@ -3,6 +3,7 @@ package head
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -277,4 +278,47 @@ func TestMemoGetDuringChanges(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
+}
+
+// TestMemoGetManyAgreesWithGet: GetMany answers each key as Get does:
+// held series, nil for keys never put, key 0, deleted entries and removed
+// series, whatever the order and repeats of the keys.
+func TestMemoGetManyAgreesWithGet(t *testing.T) {
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	const n = 300
+	series := make([]*Series, n)
+	for i := range series {
+		series[i] = appendKeyed(t, h, "a", packed("__name__", "up", "cluster_id", "a", "i", fmt.Sprint(i)), uint64(i+1), nil, Sample{now, 1})
+	}
+	m := h.Memo("a")
+	h.Remove(series[:n/3])
+	for i := n / 3; i < n/2; i++ {
+		m.delete(uint64(i+1), series[i])
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	keys := make([]uint64, 5000)
+	for i := range keys {
+		keys[i] = uint64(rng.IntN(n + 100)) // 0, held, removed, deleted and unknown keys
+	}
+	out := make([]*Series, len(keys)+3)
+	for i := range out {
+		out[i] = series[n-1] // GetMany must overwrite every answer it gives
+	}
+	m.GetMany(keys, out)
+	held := 0
+	for i, k := range keys {
+		if want := m.Get(k); out[i] != want {
+			t.Fatalf("key %d: GetMany answered %p, Get %p", k, out[i], want)
+		}
+		if out[i] != nil {
+			held++
+			if int(k) <= n/2 || out[i] != series[k-1] {
+				t.Fatalf("key %d answered with a removed, deleted or other series", k)
+			}
+		}
+	}
+	if held == 0 {
+		t.Fatal("no key was answered: the test checks nothing")
+	}
 }
