@@ -9,7 +9,8 @@
 // Invariants:
 //   - At most GOMAXPROCS turns are held at a moment GOMAXPROCS does not
 //     change; after it falls, turns already held are kept until released,
-//     and no new one is granted until fewer are held than it now is.
+//     and no new one is granted until fewer are held than it now is; after
+//     it rises, the next Acquire hands the new turns to the waiters.
 //   - Waiters get turns in the order they asked (FIFO), and a waiter
 //     whose context ends before its turn takes none: no turn is lost.
 //   - It never allocates while a turn is free.

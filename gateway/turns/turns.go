@@ -25,6 +25,10 @@ func (t *Turns) Acquire(ctx context.Context) error {
 	}
 	ch := make(chan struct{})
 	t.waiters = append(t.waiters, ch)
+	// GOMAXPROCS may have grown since turns were last given back: hand out
+	// what it now allows, in order (this waiter's turn among them, if it
+	// comes to that), rather than wait for the next Release.
+	t.grant()
 	t.mu.Unlock()
 	select {
 	case <-ch:
@@ -45,9 +49,14 @@ func (t *Turns) Acquire(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Release gives a turn back.
+// Release gives a turn back. It panics if no turn is held: a Release
+// without its Acquire would raise the bound for good.
 func (t *Turns) Release() {
 	t.mu.Lock()
+	if t.held <= 0 {
+		t.mu.Unlock()
+		panic("turns: Release without Acquire")
+	}
 	t.held--
 	t.grant()
 	t.mu.Unlock()

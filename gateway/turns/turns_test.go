@@ -85,6 +85,66 @@ func TestCancelledWaiterTakesNoTurn(t *testing.T) {
 	})
 }
 
+// TestGrantedAsCancelled: a waiter whose turn comes as its context ends
+// either keeps the turn (Acquire returns nil) or passes it to the next in
+// line; never both, never neither. Rounds alternate the order: a release
+// then a cancel wakes the waiter with its turn; a cancel then a release
+// (before the woken waiter runs) grants the turn to a waiter that is
+// leaving, which must pass it on.
+func TestGrantedAsCancelled(t *testing.T) {
+	withProcs(t, 1)
+	synctest.Test(t, func(t *testing.T) {
+		var tu Turns
+		kept, passed := 0, 0
+		for round := range 200 {
+			if err := tu.Acquire(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			first, errc := acquirer(&tu, ctx)
+			synctest.Wait()
+			next, nextErr := acquirer(&tu, context.Background())
+			synctest.Wait()
+			if round%2 == 0 {
+				tu.Release() // the turn goes to first...
+				cancel()     // ...as its context ends
+			} else {
+				cancel()
+				tu.Release()
+			}
+			err := <-errc
+			synctest.Wait()
+			if tu.Held() != 1 || (err == nil) == next.Load() || first.Load() != (err == nil) {
+				t.Fatalf("first: err %v; next has a turn: %v; %d held, want exactly one of them holding the only turn", err, next.Load(), tu.Held())
+			}
+			if err == nil {
+				kept++
+				tu.Release() // first's; next gets it
+				synctest.Wait()
+			} else {
+				passed++
+			}
+			if e := <-nextErr; e != nil {
+				t.Fatal(e)
+			}
+			tu.Release() // next's
+		}
+		if tu.Held() != 0 || kept == 0 || passed == 0 {
+			t.Fatalf("%d held at the end; kept %d, passed on %d: both ways must be taken", tu.Held(), kept, passed)
+		}
+	})
+}
+
+func TestReleaseWithoutAcquirePanics(t *testing.T) {
+	var tu Turns
+	defer func() {
+		if recover() == nil {
+			t.Fatal("no panic")
+		}
+	}()
+	tu.Release()
+}
+
 // TestFollowsGOMAXPROCS: the bound is GOMAXPROCS as it is now, in both
 // directions.
 func TestFollowsGOMAXPROCS(t *testing.T) {
@@ -101,13 +161,14 @@ func TestFollowsGOMAXPROCS(t *testing.T) {
 			t.Fatal("a second turn with GOMAXPROCS 1")
 		}
 		runtime.GOMAXPROCS(3)
-		third, _ := acquirer(&tu, ctx) // behind the waiter: FIFO
+		// The next Acquire hands out the new turns, in order: the waiter
+		// first, then itself; no Release needed.
+		third, _ := acquirer(&tu, ctx)
 		synctest.Wait()
-		tu.Release() // grants up to the new bound
-		synctest.Wait()
-		if !waiting.Load() || !third.Load() || tu.Held() != 2 {
+		if !waiting.Load() || !third.Load() || tu.Held() != 3 {
 			t.Fatalf("after GOMAXPROCS 3: waiter %v, third %v, %d held", waiting.Load(), third.Load(), tu.Held())
 		}
+		tu.Release()
 		runtime.GOMAXPROCS(1)
 		fourth, _ := acquirer(&tu, ctx)
 		tu.Release()
