@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -81,16 +82,22 @@ func FuzzWriteHandler(f *testing.F) {
 		default:
 			t.Fatalf("status %d for a %d-byte body", code, len(body))
 		}
-		held := map[string]bool{}
+		type sample struct {
+			t int64
+			v uint64
+		}
+		held := map[string]sample{}
 		for _, s := range hd.AppendAllSeries(nil) {
 			if err := checkStored(s); err != nil {
 				t.Fatalf("stored series %q: %v", string(s.Labels()), err)
 			}
-			held[string(s.Labels())] = true
+			ts, v := s.Latest()
+			held[string(s.Labels())] = sample{ts, math.Float64bits(v)}
 		}
 		// The same body again goes through the memo of known series where
 		// the first went the full way: it must be answered alike and hold
-		// exactly the same series.
+		// exactly the same series, with the same newest samples (a sample
+		// put on the wrong series would change one).
 		switch again := postWrite(h, body); {
 		case again == http.StatusTooManyRequests && code != again: // the first used the bucket up
 		case again != code:
@@ -99,8 +106,13 @@ func FuzzWriteHandler(f *testing.F) {
 			t.Fatalf("%d series held after the same body again, %d before", hd.NumSeries(), len(held))
 		default:
 			for _, s := range hd.AppendAllSeries(nil) {
-				if !held[string(s.Labels())] {
+				before, ok := held[string(s.Labels())]
+				if !ok {
 					t.Fatalf("the same body again made series %q", string(s.Labels()))
+				}
+				if ts, v := s.Latest(); (sample{ts, math.Float64bits(v)}) != before {
+					t.Fatalf("series %q: newest sample (%d, %v) after the same body again, (%d, %v) before",
+						string(s.Labels()), ts, v, before.t, math.Float64frombits(before.v))
 				}
 			}
 		}

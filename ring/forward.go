@@ -210,24 +210,49 @@ type PeerHandler struct {
 	// (head.Batch.ReleaseLabels). As on the write path, more batches at it
 	// than CPUs would only hold more decoded buffers at once, and forwarded
 	// batches come from every peer. Shared with the write path when
-	// ShareTurns says so.
+	// ShareTurns says so. The decoded batch is given back with the turn
+	// (raws), so that batches waiting for their fsync hold only their
+	// body and samples, as pushes do.
 	decoding *turns.Turns
+	raws     sync.Pool // of *[]byte
 }
+
+// maxPooledRaw is the largest decoded batch buffer kept for reuse; a rare
+// larger one is left to the GC.
+const maxPooledRaw = 48 << 20
 
 type peerState struct {
-	body, raw []byte
-	dec       BatchDecoder
-	h         *PeerHandler
-	holdsTurn bool
-	release   func() // st.releaseTurn, made once per state
+	body    []byte
+	raw     *[]byte // the decoded batch, from PeerHandler.raws, while the turn is held
+	dec     BatchDecoder
+	h       *PeerHandler
+	turns   *turns.Turns // the turn held, if any
+	release func()       // st.releaseTurn, made once per state
 }
 
-// releaseTurn gives the state's decoding turn back, once.
+// releaseTurn gives the state's decoding turn and decoded batch back,
+// once: nothing of the batch but its samples and tenant may be read after
+// it.
 func (st *peerState) releaseTurn() {
-	if st.holdsTurn {
-		st.holdsTurn = false
-		st.h.decoding.Release()
+	if st.turns != nil {
+		st.turns.Release()
+		st.turns = nil
 	}
+	if st.raw != nil {
+		if cap(*st.raw) <= maxPooledRaw {
+			st.h.raws.Put(st.raw)
+		}
+		st.raw = nil
+	}
+}
+
+// putState pools st, unless a rare huge batch left it holding more than
+// maxPooledRaw.
+func (h *PeerHandler) putState(st *peerState) {
+	if cap(st.body)+st.dec.footprint() > maxPooledRaw {
+		return
+	}
+	h.pool.Put(st)
 }
 
 // ShareTurns makes the handler decode in the turns t, shared with the
@@ -236,7 +261,12 @@ func (st *peerState) releaseTurn() {
 // ever held while waiting for a peer (the write path gives its turn back
 // before it forwards), so sharing cannot deadlock two instances. Call it
 // before serving.
-func (h *PeerHandler) ShareTurns(t *turns.Turns) { h.decoding = t }
+func (h *PeerHandler) ShareTurns(t *turns.Turns) {
+	if t == nil {
+		panic("ring: ShareTurns(nil)")
+	}
+	h.decoding = t
+}
 
 // NewPeerHandler takes batches for the tenants this instance owns, from
 // peers presenting secret.
@@ -247,6 +277,7 @@ func NewPeerHandler(cur *Current, local Appender, secret []byte, maxBody int, lo
 		st.release = st.releaseTurn
 		return st
 	}
+	h.raws.New = func() any { return new([]byte) }
 	h.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fedgate_peer_batches_refused_total",
 		Help: "Batches from peers refused, by reason: unauthorized, malformed, not_owner.",
@@ -266,7 +297,7 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := h.pool.Get().(*peerState)
-	defer h.pool.Put(st)
+	defer h.putState(st)
 	var err error
 	st.body, err = codec.ReadLimited(st.body[:0], http.MaxBytesReader(w, r.Body, int64(h.maxBody)), r.ContentLength, h.maxBody)
 	if err != nil {
@@ -283,16 +314,17 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "peer gone while queued", http.StatusServiceUnavailable)
 			return
 		}
-		st.holdsTurn = true
+		st.turns = h.decoding // released into the Turns it came from
+		st.raw = h.raws.Get().(*[]byte)
 		defer st.releaseTurn() // at the latest
-		if cap(st.raw) < n {
-			st.raw = make([]byte, n)
+		if cap(*st.raw) < n {
+			*st.raw = make([]byte, n)
 		}
-		st.raw, err = snappy.Decode(st.raw[:cap(st.raw)], st.body)
+		*st.raw, err = snappy.Decode((*st.raw)[:cap(*st.raw)], st.body)
 	}
 	var b *head.Batch
 	if err == nil {
-		b, err = st.dec.Decode(st.raw)
+		b, err = st.dec.Decode(*st.raw)
 	}
 	if err != nil {
 		h.refused.WithLabelValues("malformed").Inc()
@@ -306,6 +338,9 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the owner of tenant "+strconv.Quote(b.Tenant), http.StatusServiceUnavailable)
 		return
 	}
+	// The tenant points into the decoded batch, which goes back with the
+	// labels; the storage reads it after that.
+	b.Tenant = strings.Clone(b.Tenant)
 	b.ReleaseLabels = st.release
 	err = h.local.Append(r.Context(), b)
 	var limited *head.SeriesLimitError

@@ -129,3 +129,82 @@ func TestPeerHandlerSharesTurns(t *testing.T) {
 		}
 	})
 }
+
+// funcAppender calls its function for each batch.
+type funcAppender func(*head.Batch) error
+
+func (f funcAppender) Append(_ context.Context, b *head.Batch) error { return f(b) }
+
+// newSelfPeerHandler returns a peer handler of a one-member ring that
+// owns every tenant, storing into local.
+func newSelfPeerHandler(t *testing.T, local Appender) *PeerHandler {
+	t.Helper()
+	r, err := New([]Member{{Name: "self", URL: "http://self"}}, "self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := &Current{}
+	cur.Store(r)
+	return NewPeerHandler(cur, local, []byte("s3cret"), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+}
+
+func postBatch(h http.Handler, b *head.Batch) int {
+	req := httptest.NewRequest(http.MethodPost, PeerPath, bytes.NewReader(snappy.Encode(nil, AppendBatch(nil, b))))
+	req.Header.Set("Authorization", "Bearer s3cret")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w.Code
+}
+
+// TestPeerBatchTenantOutlivesItsLabels: the decoded batch goes back to its
+// pool with the labels (LabelsRead), and the storage still reads the
+// tenant after that: it must not point into the buffer, which the next
+// batch decodes into.
+func TestPeerBatchTenantOutlivesItsLabels(t *testing.T) {
+	var h *PeerHandler
+	calls := 0
+	h = newSelfPeerHandler(t, funcAppender(func(b *head.Batch) error {
+		calls++
+		b.LabelsRead()
+		if calls == 1 {
+			// The next batch, of another tenant of the same length,
+			// decoded while this one waits for its fsync.
+			if code := postBatch(h, testBatch("cluster-b", 3)); code != http.StatusNoContent {
+				t.Errorf("second batch: status %d", code)
+			}
+			if b.Tenant != "cluster-a" {
+				t.Errorf("the first batch's tenant reads %q after its labels were released, want cluster-a", b.Tenant)
+			}
+		}
+		return nil
+	}))
+	if code := postBatch(h, testBatch("cluster-a", 3)); code != http.StatusNoContent {
+		t.Fatalf("status %d", code)
+	}
+	if calls != 2 {
+		t.Fatalf("%d batches stored, want 2", calls)
+	}
+	if n := h.decoding.Held(); n != 0 {
+		t.Fatalf("%d turns held", n)
+	}
+}
+
+// TestPeerPanicGivesTheTurnBack: a panic in the storage under a decoding
+// turn (net/http recovers it) must not keep the turn, or a few would stop
+// every forwarded batch.
+func TestPeerPanicGivesTheTurnBack(t *testing.T) {
+	h := newSelfPeerHandler(t, funcAppender(func(*head.Batch) error { panic("storage failed") }))
+	for range runtime.GOMAXPROCS(0) + 1 {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			postBatch(h, testBatch("cluster-a", 3))
+		}()
+		if n := h.decoding.Held(); n != 0 {
+			t.Fatalf("%d decoding turns held after a panic", n)
+		}
+	}
+}

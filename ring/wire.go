@@ -59,6 +59,13 @@ type BatchDecoder struct {
 	ends    []int
 }
 
+// footprint returns the bytes the decoder's buffers hold.
+func (d *BatchDecoder) footprint() int {
+	return cap(d.samples)*int(unsafe.Sizeof(head.Sample{})) +
+		cap(d.batch.Series)*int(unsafe.Sizeof(head.BatchSeries{})) +
+		cap(d.ends)*int(unsafe.Sizeof(0))
+}
+
 // Decode decodes b. Packed labels are checked for form (so that the head
 // can walk them), not revalidated: the sender validated them and is a
 // trusted peer.
