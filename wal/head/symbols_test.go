@@ -1,6 +1,7 @@
 package head
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -278,5 +279,35 @@ func TestAdmittedAtTheSecondSighting(t *testing.T) {
 	}
 	if id2, ok := tab.intern("kube-system"); !ok || id2 != id {
 		t.Fatal("found under another id")
+	}
+}
+
+// TestNextTokenForms: the inline decoding of one- and two-byte tokens
+// agrees with the general one, for literals of every header width and for
+// symbols of one- and two-byte ids, and leaves the right rest.
+func TestNextTokenForms(t *testing.T) {
+	for i := range 100 {
+		for range admitAt {
+			symbols.intern(fmt.Sprintf("next-token-form-%d", i))
+		}
+	}
+	n, _ := symbols.stats()
+	if n < 100 {
+		t.Fatalf("%d symbols in the process table, want at least 100", n)
+	}
+	var toks []string
+	for _, l := range []int{0, 1, 62, 63, 64, 65, 127, 128, 8190, 8191, 8192, 9000} {
+		toks = append(toks, string(binary.AppendUvarint(nil, uint64(l)<<1|1))+strings.Repeat("v", l))
+	}
+	for id := range uint64(n) {
+		toks = append(toks, string(binary.AppendUvarint(nil, id<<1)))
+	}
+	for _, tok := range toks {
+		in := tok + "\x03ab" // a literal "a", then "b"
+		s, rest := nextToken(in)
+		ws, wrest := symbols.nextToken(in)
+		if s != ws || rest != wrest || rest != "\x03ab" {
+			t.Fatalf("token % x: nextToken gave (%q, %q), the general decoding (%q, %q)", tok[:min(len(tok), 4)], s, rest, ws, wrest)
+		}
 	}
 }
