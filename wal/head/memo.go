@@ -68,23 +68,48 @@ func (m *Memo) Get(key uint64) *Series {
 func (m *Memo) GetMany(keys []uint64, out []*Series) {
 	out = out[:len(keys)]
 	clear(out)
-	var inStripe [memoStripes]int
+	for len(keys) > 0 {
+		n := min(len(keys), getManyGroup)
+		m.getGroup(keys[:n], out[:n])
+		keys, out = keys[n:], out[n:]
+	}
+}
+
+// getManyGroup is how many keys getGroup sorts by stripe at once, on the
+// stack.
+const getManyGroup = 256
+
+// getGroup is GetMany for at most getManyGroup keys: it sorts them by
+// stripe (a counting sort of their indexes), then looks up each stripe's
+// under one lock.
+func (m *Memo) getGroup(keys []uint64, out []*Series) {
+	var start [memoStripes + 1]int
 	for _, k := range keys {
 		if k != 0 {
-			inStripe[k&(memoStripes-1)]++
+			start[k&(memoStripes-1)+1]++
+		}
+	}
+	for i := 1; i <= memoStripes; i++ {
+		start[i] += start[i-1]
+	}
+	var order [getManyGroup]uint8
+	next := start
+	for j, k := range keys {
+		if k != 0 {
+			s := k & (memoStripes - 1)
+			order[next[s]] = uint8(j)
+			next[s]++
 		}
 	}
 	for i := range m.stripes {
-		if inStripe[i] == 0 {
+		if start[i] == start[i+1] {
 			continue
 		}
 		st := &m.stripes[i]
 		st.mu.Lock()
-		for j, k := range keys {
-			if k != 0 && k&(memoStripes-1) == uint64(i) {
-				if at := st.find(k); at >= 0 {
-					out[j] = st.slots[at].s
-				}
+		for _, j := range order[start[i]:start[i+1]] {
+			if at := st.find(keys[j]); at >= 0 {
+				out[j] = st.slots[at].s
 			}
 		}
 		st.mu.Unlock()
