@@ -54,16 +54,17 @@
 // Each tenant has a memo from keys its callers choose (the gateway hashes
 // the bytes a sender encoded a series' labels in) to the series Prepare
 // resolved a batch series carrying that key to. A caller that finds a
-// candidate with Memo.Get and checks that its labels are the ones its
-// input makes passes it as BatchSeries.Known, and Prepare takes it without
-// hashing the labels or probing the table. The memo is a cache, never an
-// authority:
+// candidate with Memo.Get (or Memo.GetMany, for many keys at once, so
+// that their cache misses overlap) and checks that its labels are the
+// ones its input makes passes it as BatchSeries.Known, and Prepare takes
+// it without hashing the labels or probing the table. The memo is a
+// cache, never an authority:
 //
-//   - Get returns only series that are held; Prepare takes a Known series
-//     only if it is still held and is the batch tenant's, and looks the
-//     labels up as usual otherwise. (Removal happens under the caller's
-//     barrier, as for GC, so a series Prepare takes stays held until
-//     Commit.)
+//   - Get and GetMany return only series that are held; Prepare takes a
+//     Known series only if it is still held and is the batch tenant's,
+//     and looks the labels up as usual otherwise. (Removal happens under
+//     the caller's barrier, as for GC, so a series Prepare takes stays
+//     held until Commit.)
 //   - A key names one series and a series has one key: a newer Prepare
 //     with the same key, or of the same series under another key,
 //     replaces the entry. So the memo never holds more entries than the
