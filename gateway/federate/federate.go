@@ -63,7 +63,7 @@ type pending struct {
 
 // flushSize is how much text is rendered into state.buf before it goes to
 // the response (or the gzip writer) in one Write.
-const flushSize = 32 << 10
+const flushSize = 64 << 10
 
 // gzipOutSize is the compressed bytes gathered before a write to the
 // connection: one write a few dozen per megabyte of text, not thousands.
