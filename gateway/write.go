@@ -574,9 +574,9 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 	defer clear(st.known[:]) // a pooled state must not keep series alive
 	for start := 0; start < len(st.req.Series); start += lookAhead {
 		chunk := st.req.Series[start:min(start+lookAhead, len(st.req.Series))]
-		keys, known := st.keys[:len(chunk)], st.known[:len(chunk)]
+		keys, cands := st.keys[:len(chunk)], st.known[:len(chunk)]
 		if memo != nil {
-			st.lookUp(memo, chunk, keys, known)
+			st.lookUp(memo, chunk, keys, cands)
 		}
 		for i := range chunk {
 			s := &chunk[i]
@@ -590,7 +590,7 @@ func (h *WriteHandler) process(st *writeState, set *Settings, tenant string, lim
 			mark := len(st.packed)
 			key := keys[i]
 			if key != 0 {
-				if known, overwritten := set.resolveKnown(known[i], tenant, lim, s.Labels); known != nil {
+				if known, overwritten := set.resolveKnown(cands[i], tenant, lim, s.Labels); known != nil {
 					if overwritten {
 						overwrites++
 					}
