@@ -239,6 +239,11 @@ func (st *peerState) releaseTurn() {
 		st.turns = nil
 	}
 	if st.raw != nil {
+		// The batch's labels point into the buffer: drop them, so that a
+		// buffer too big to pool is not kept alive through the fsync.
+		for i := range st.dec.batch.Series {
+			st.dec.batch.Series[i].Labels = nil
+		}
 		if cap(*st.raw) <= maxPooledRaw {
 			st.h.raws.Put(st.raw)
 		}
@@ -320,7 +325,10 @@ func (h *PeerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if cap(*st.raw) < n {
 			*st.raw = make([]byte, n)
 		}
-		*st.raw, err = snappy.Decode((*st.raw)[:cap(*st.raw)], st.body)
+		var raw []byte
+		if raw, err = snappy.Decode((*st.raw)[:cap(*st.raw)], st.body); err == nil {
+			*st.raw = raw // on an error, keep the buffer for the next batch
+		}
 	}
 	var b *head.Batch
 	if err == nil {

@@ -166,6 +166,14 @@ func TestPeerBatchTenantOutlivesItsLabels(t *testing.T) {
 	h = newSelfPeerHandler(t, funcAppender(func(b *head.Batch) error {
 		calls++
 		b.LabelsRead()
+		for i, bs := range b.Series {
+			if bs.Labels != nil {
+				t.Errorf("series %d still points into the released buffer", i)
+			}
+			if len(bs.Samples) == 0 {
+				t.Errorf("series %d lost its samples with its labels", i)
+			}
+		}
 		if calls == 1 {
 			// The next batch, of another tenant of the same length,
 			// decoded while this one waits for its fsync.
