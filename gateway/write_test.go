@@ -468,6 +468,15 @@ func (s *blockingStore) Append(_ context.Context, b *head.Batch) error {
 	return nil
 }
 
+// pushAsA posts body to h as tenant a (token-a) and returns the status.
+func pushAsA(h http.Handler, body []byte) int {
+	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer token-a")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Code
+}
+
 // TestDecodingTurns pins the bound on requests decoding at once: one per
 // CPU, each turn given back when the storage has read the labels, so any
 // number of requests can wait for their fsync. In a synctest bubble, so
@@ -487,13 +496,7 @@ func TestDecodingTurns(t *testing.T) {
 			n := 2*turns + 1
 			codes := make(chan int, n)
 			for range n {
-				go func() {
-					r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-					r.Header.Set("Authorization", "Bearer token-a")
-					w := httptest.NewRecorder()
-					h.ServeHTTP(w, r)
-					codes <- w.Code
-				}()
+				go func() { codes <- pushAsA(h, body) }()
 			}
 			synctest.Wait()
 			want := int32(n) // all wait for their "fsync"
@@ -578,13 +581,7 @@ func TestSharedDecodingTurns(t *testing.T) {
 			t.Fatal(err)
 		}
 		code := make(chan int, 1)
-		go func() {
-			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
-			r.Header.Set("Authorization", "Bearer token-a")
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			code <- w.Code
-		}()
+		go func() { code <- pushAsA(h, body) }()
 		synctest.Wait()
 		if got := store.calls.Load(); got != 0 {
 			t.Fatalf("%d requests in the storage while the only shared turn is held elsewhere, want 0", got)

@@ -43,25 +43,12 @@ func (a *gatedAppender) Append(_ context.Context, b *head.Batch) error {
 func TestPeerBatchesDecodeInTurns(t *testing.T) {
 	for _, early := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
-			r, err := New([]Member{{Name: "self", URL: "http://self"}}, "self")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur := &Current{}
-			cur.Store(r)
 			ap := &gatedAppender{early: early, proceed: make(chan struct{})}
-			h := NewPeerHandler(cur, ap, []byte("s3cret"), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			h := newSelfPeerHandler(t, ap)
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one turn
-			body := snappy.Encode(nil, AppendBatch(nil, testBatch("cluster-a", 3)))
 			codes := make(chan int, 2)
 			for range 2 {
-				go func() {
-					req := httptest.NewRequest(http.MethodPost, PeerPath, bytes.NewReader(body))
-					req.Header.Set("Authorization", "Bearer s3cret")
-					w := httptest.NewRecorder()
-					h.ServeHTTP(w, req)
-					codes <- w.Code
-				}()
+				go func() { codes <- postBatch(h, testBatch("cluster-a", 3)) }()
 			}
 			synctest.Wait()
 			want := int32(1) // the other waits for the only turn
@@ -89,30 +76,17 @@ func TestPeerBatchesDecodeInTurns(t *testing.T) {
 // it is given back.
 func TestPeerHandlerSharesTurns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r, err := New([]Member{{Name: "self", URL: "http://self"}}, "self")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur := &Current{}
-		cur.Store(r)
 		ap := &gatedAppender{early: true, proceed: make(chan struct{})}
 		close(ap.proceed)
-		h := NewPeerHandler(cur, ap, []byte("s3cret"), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		h := newSelfPeerHandler(t, ap)
 		shared := new(turns.Turns)
 		h.ShareTurns(shared)
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one turn
 		if err := shared.Acquire(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		body := snappy.Encode(nil, AppendBatch(nil, testBatch("cluster-a", 3)))
 		code := make(chan int, 1)
-		go func() {
-			req := httptest.NewRequest(http.MethodPost, PeerPath, bytes.NewReader(body))
-			req.Header.Set("Authorization", "Bearer s3cret")
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
-			code <- w.Code
-		}()
+		go func() { code <- postBatch(h, testBatch("cluster-a", 3)) }()
 		synctest.Wait()
 		if got := ap.calls.Load(); got != 0 {
 			t.Fatalf("%d batches in the storage while the only shared turn is held elsewhere, want 0", got)

@@ -22,6 +22,21 @@ func appendKeyed(t *testing.T, h *Head, tenant string, lbls []byte, key uint64, 
 	return ss[0]
 }
 
+// appendNumbered appends n series of tenant "a", up{i="0"} and on, each
+// under memo key i+1 if keyed, and returns them.
+func appendNumbered(t *testing.T, h *Head, c *clock, n int, keyed bool) []*Series {
+	t.Helper()
+	series := make([]*Series, n)
+	for i := range series {
+		var key uint64
+		if keyed {
+			key = uint64(i + 1)
+		}
+		series[i] = appendKeyed(t, h, "a", packed("__name__", "up", "cluster_id", "a", "i", fmt.Sprint(i)), key, nil, Sample{c.t.UnixMilli(), 1})
+	}
+	return series
+}
+
 func TestMemoRemembersWhatPrepareResolved(t *testing.T) {
 	h, c := newTestHead(t)
 	now := c.t.UnixMilli()
@@ -240,12 +255,8 @@ func TestPrepareKnownSeriesDoesNotAllocate(t *testing.T) {
 // that key.
 func TestMemoGetDuringChanges(t *testing.T) {
 	h, c := newTestHead(t)
-	now := c.t.UnixMilli()
 	const n = 2000
-	series := make([]*Series, n)
-	for i := range series {
-		series[i] = appendKeyed(t, h, "a", packed("__name__", "up", "cluster_id", "a", "i", fmt.Sprint(i)), 0, nil, Sample{now, 1})
-	}
+	series := appendNumbered(t, h, c, n, false)
 	m := h.Memo("a")
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -285,12 +296,8 @@ func TestMemoGetDuringChanges(t *testing.T) {
 // series, whatever the order and repeats of the keys.
 func TestMemoGetManyAgreesWithGet(t *testing.T) {
 	h, c := newTestHead(t)
-	now := c.t.UnixMilli()
 	const n = 300
-	series := make([]*Series, n)
-	for i := range series {
-		series[i] = appendKeyed(t, h, "a", packed("__name__", "up", "cluster_id", "a", "i", fmt.Sprint(i)), uint64(i+1), nil, Sample{now, 1})
-	}
+	series := appendNumbered(t, h, c, n, true)
 	m := h.Memo("a")
 	h.Remove(series[:n/3])
 	for i := n / 3; i < n/2; i++ {
