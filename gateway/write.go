@@ -183,6 +183,8 @@ type writeState struct {
 	*input
 	release   func() // h.releaseInput(st), made once per state
 	holdsTurn bool   // of h.decoding
+	pin       head.SymbolPin
+	pinned    bool // pin is held
 
 	samples []head.Sample
 	ends    []seriesEnd
@@ -337,13 +339,17 @@ func (h *WriteHandler) takeInput(ctx context.Context, st *writeState) error {
 	return nil
 }
 
-// releaseInput gives st's input back to its pool and its decoding turn
-// back, once: nothing of the request's decoded bytes or labels may be read
-// after it.
+// releaseInput gives st's input back to its pool, its decoding turn back
+// and its symbol pin up, once: nothing of the request's decoded bytes or
+// labels, nor of the memo's candidates, may be read after it.
 func (h *WriteHandler) releaseInput(st *writeState) {
 	if st.holdsTurn {
 		st.holdsTurn = false
 		h.decoding.Release()
+	}
+	if st.pinned {
+		st.pinned = false
+		st.pin.Release()
 	}
 	in := st.input
 	if in == nil {
@@ -433,6 +439,12 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 		return ten, err
 	}
 
+	if h.opts.Head != nil {
+		// The memo's candidates stay readable, even if they are removed
+		// meanwhile, until the storage has read the batch's labels
+		// (releaseInput).
+		st.pin, st.pinned = head.PinSymbols(), true
+	}
 	received, overwrites := h.process(st, set, tenant, lim)
 	h.metrics.received.Add(float64(received))
 	if overwrites > 0 {

@@ -47,6 +47,10 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 	if len(gone) == 0 {
 		return 0, nil
 	}
+	// The series found below stay readable until they are handed off, even
+	// if they expire meanwhile.
+	pin := head.PinSymbols()
+	defer pin.Release()
 	byTenant := map[string][]*head.Series{}
 	var part []*head.Series
 	for p := range head.SeriesParts {

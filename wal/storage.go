@@ -846,6 +846,15 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 	// A part of the head at a time: a snapshot of a million series at once
 	// was a 16 MB allocation burst, enough to start a GC cycle whose mark
 	// (0.4 s at 1M series on one CPU) stalled pushes.
+	// A series found on the walk may be removed (its tenant handed off)
+	// before its record is written: its labels stay readable until the
+	// last record is.
+	pin, pinned := head.PinSymbols(), true
+	defer func() {
+		if pinned {
+			pin.Release()
+		}
+	}()
 	var part []*head.Series
 	work := time.Now()
 	for p := range head.SeriesParts {
@@ -893,6 +902,8 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 		f.Close()
 		return 0, cs, err
 	}
+	pin.Release()
+	pinned = false
 	synced := time.Now()
 	cs.write = synced.Sub(started)
 	if err := f.Sync(); err != nil {

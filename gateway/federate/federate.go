@@ -239,26 +239,38 @@ func (h *Handler) write(st *state, out io.Writer, sels []selector) (int, error) 
 		if len(active) == 0 {
 			continue
 		}
-		st.series = h.src.AppendFamily(st.series[:0], name)
-		typed := false
-		for batch := range slices.Chunk(st.series, readAhead) {
-			st.read(batch, func(p pending) bool {
-				return p.t >= minT && !head.IsStale(p.v) && matchAny(active, p.s.Iter()) && owned.of(p.s.Tenant())
-			})
-			if len(st.pending) > 0 && !typed {
-				st.buf = append(append(append(st.buf, "# TYPE "...), name...), " untyped\n"...)
-				typed = true
-			}
-			for _, p := range st.pending {
-				st.buf = appendSample(st.buf, name, p.s.Iter(), p.t, p.v)
-				written++
-				if err := st.flush(out, flushSize); err != nil {
-					return written, err
-				}
-			}
+		if err := h.writeFamily(st, out, name, active, minT, &owned, &written); err != nil {
+			return written, err
 		}
 	}
 	return written, st.flush(out, 1)
+}
+
+// writeFamily writes the matching series of family name.
+func (h *Handler) writeFamily(st *state, out io.Writer, name string, active []*selector, minT int64, owned *ownership, written *int) error {
+	// The family's series stay readable while they are written, even if
+	// they are removed meanwhile.
+	pin := head.PinSymbols()
+	defer pin.Release()
+	st.series = h.src.AppendFamily(st.series[:0], name)
+	typed := false
+	for batch := range slices.Chunk(st.series, readAhead) {
+		st.read(batch, func(p pending) bool {
+			return p.t >= minT && !head.IsStale(p.v) && matchAny(active, p.s.Iter()) && owned.of(p.s.Tenant())
+		})
+		if len(st.pending) > 0 && !typed {
+			st.buf = append(append(append(st.buf, "# TYPE "...), name...), " untyped\n"...)
+			typed = true
+		}
+		for _, p := range st.pending {
+			st.buf = appendSample(st.buf, name, p.s.Iter(), p.t, p.v)
+			*written++
+			if err := st.flush(out, flushSize); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // read sets st.pending to the series of batch that visible admits, with

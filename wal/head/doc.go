@@ -30,21 +30,49 @@
 // A held series keeps its labels in one allocation with it, as tokens: for
 // each label (sorted by name) a name token and a value token, each
 //
-//	uvarint(id<<1)              a symbol: the id'th string of the symbol table
+//	uvarint(id<<1)              a symbol: the id'th string of the series' symbol table
 //	uvarint(len<<1|1) bytes     a literal
 //
-// The symbol table is process-wide and append-only: a symbol's id and
-// string never change and are never reused, so a reader holding any series,
-// even one removed since, decodes exactly its labels, without a lock. A
-// name or value becomes a symbol the second time a new series brings it (a
-// lossy filter of hashes counts sightings), so that strings
-// seen once (a pod's hash, an address, a tenant's ever new names) stay
-// literals and do not fill the table. A token is never longer than the
-// packed form of its string. The table is bounded (maxSymbols strings,
-// maxSymbolBytes bytes, strings up to maxSymbolLen); once full, new
-// strings are literals, so memory per series is never more than before
-// symbols, plus the table. Strings of series long gone stay in the table:
-// the bound is the price of never reusing an id.
+// The symbol tables are process-wide. New series take their tokens from
+// the current table, and a series names its table in its flags. A table
+// is filled once: a symbol's id and string never change while the table
+// lives, so readers decode without a lock. A name or value becomes a
+// symbol the second time a new series brings it (a lossy filter of hashes
+// counts sightings), so that strings seen once (a pod's hash, an address,
+// a tenant's ever new names) stay literals and do not fill the table. A
+// token is never longer than the packed form of its string. A table is
+// bounded (maxSymbols strings, maxSymbolBytes bytes, strings up to
+// maxSymbolLen).
+//
+// Tables come and go, so that pods that churn do not leave their strings
+// behind for good:
+//
+//   - When the current table is full, the next new series opens a new one
+//     in a free slot (there are maxTables) and takes its tokens from it;
+//     the full table's index for interning goes (its strings, and its
+//     filter of sightings, stay). With no slot free, new strings are
+//     literals, so memory per series is never more than without symbols,
+//     plus the tables.
+//   - A table counts the held series that name it. A table that is not
+//     current and names none is retired, its slot freed, once every
+//     SymbolPin taken before that was seen has been released, and if no
+//     series was made on it meanwhile (its maker may have got it just
+//     before the rollover).
+//   - A table lives as long as the longest-lived series made while it
+//     was current: where some series are pushed for good and others
+//     churn, old tables may stay, and once every slot is taken new
+//     strings are literals again (fedgate_head_symbol_tables at
+//     maxTables shows it).
+//   - Whoever reads the labels of a series it got from the head (its memo,
+//     families, parts, Prepare) holds a SymbolPin from before it got the
+//     series until its last read: then the series' table is not retired
+//     meanwhile, even if the series is removed. A series that is held, as
+//     under its stripe lock or the caller's barrier between Prepare and
+//     Commit, needs none. A pin blocks no one; it only delays retirement.
+//   - A series read after its table was retired (a reader without a pin)
+//     panics, as long as its slot's next table is not one 65,536 tables
+//     later (a series names its table by slot and the low 16 bits of a
+//     serial); a LabelIter made before keeps its table alive.
 //
 // Labels come in and go out in the packed form of Labels (AppendLabels,
 // Iter); only the head stores tokens.
@@ -82,6 +110,8 @@
 // sample of a series is published with a sequence lock, so readers
 // (/federate) never take a stripe lock. Families (series grouped by metric
 // name, for /federate's grouped output) are guarded by one RWMutex that is
-// taken for writing only when a series is created or removed; the lock
-// order is stripe, then families.
+// taken for writing only when a series is created or removed. A new
+// series takes the symbol tables' lock (a rollover) and a table's own
+// (interning) under its stripe lock; the lock order is stripe, families,
+// tables, table.
 package head

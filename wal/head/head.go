@@ -154,7 +154,8 @@ type Series struct {
 	tenant uint32 // index in tenantIDs
 	famIdx int32  // index in its family; guarded by Head.famMu
 
-	// flags holds flagLogged and flagRemoved.
+	// flags holds flagLogged and flagRemoved, and above them the slot and
+	// serial of the series' symbol table (symtab.tag).
 	flags atomic.Uint32
 	// base names the full checkpoint its owner, the WAL, last wrote its
 	// series record to (0: none).
@@ -185,18 +186,37 @@ const seriesSize = unsafe.Sizeof(Series{})
 // newSeries allocates a series with the tokens of lbls after it (see
 // "Label storage" in the package documentation): one allocation of 8-byte
 // words (so that the struct's atomics are aligned) that holds no pointers.
+//
+// The series is counted on its symbol table: its remover calls
+// forgetSeries.
 func newSeries(lbls []byte) *Series {
 	var buf [512]byte
+	pin := PinSymbols() // until the series counts on its table
+	defer pin.Release()
+	tab := symbols.forNew()
 	// Labels aliasing lbls: the tokens copy what they keep (a Labels
 	// conversion would copy lbls to the heap first).
-	tokens := appendTokens(buf[:0], Labels(unsafe.String(unsafe.SliceData(lbls), len(lbls))))
+	tokens := tab.appendTokens(buf[:0], Labels(unsafe.String(unsafe.SliceData(lbls), len(lbls))))
 	words := make([]uint64, (int(seriesSize)+len(tokens)+7)/8)
 	s := (*Series)(unsafe.Pointer(unsafe.SliceData(words)))
 	if len(tokens) > 0 { // else there is nothing past the struct to point at
 		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(s), seriesSize)), len(tokens)), tokens)
 	}
 	s.nlab = uint32(len(tokens))
+	s.flags.Store(tab.tag())
+	tab.counted()
 	return s
+}
+
+// forgetSeries takes removed series off their symbol tables' counts and
+// retires the tables that leaves unused.
+func forgetSeries(removed []*Series) {
+	for _, s := range removed {
+		symbols.of(s.flags.Load()).uncounted()
+	}
+	if len(removed) > 0 {
+		symbols.retire()
+	}
 }
 
 // tenantIDs interns tenant IDs process-wide, so that a series names its
@@ -274,12 +294,16 @@ func New(opts Options, reg prometheus.Registerer) *Head {
 			}, func() float64 { return float64(h.numSeries.Load()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "fedgate_head_symbols",
-				Help: "Label names and values stored once for all series (process-wide, never removed; at most 131072).",
-			}, func() float64 { n, _ := SymbolStats(); return float64(n) }),
+				Help: "Label names and values stored once for all series, in all symbol tables (process-wide; at most 131072 per table).",
+			}, func() float64 { _, n, _ := SymbolStats(); return float64(n) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "fedgate_head_symbol_bytes",
-				Help: "Bytes of the label names and values stored once for all series (at most 8 MiB).",
-			}, func() float64 { _, b := SymbolStats(); return float64(b) }))
+				Help: "Bytes of the label names and values stored once for all series, in all symbol tables (at most 8 MiB per table).",
+			}, func() float64 { _, _, b := SymbolStats(); return float64(b) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "fedgate_head_symbol_tables",
+				Help: "Symbol tables held: the current one, and full ones that held series still name or that readers may still hold (at most 4).",
+			}, func() float64 { t, _, _ := SymbolStats(); return float64(t) }))
 	}
 	return h
 }
@@ -542,7 +566,11 @@ func (s *Series) tokens() string {
 
 // Iter returns an iterator over the series' labels, positioned before the
 // first.
-func (s *Series) Iter() LabelIter { return LabelIter{rest: s.tokens(), tokens: true} }
+// The caller holds a SymbolPin unless s is held throughout (see "Label
+// storage" in the package documentation).
+func (s *Series) Iter() LabelIter {
+	return LabelIter{rest: s.tokens(), syms: symbols.of(s.flags.Load())}
+}
 
 // Touch reads a byte of every cache line the series' labels lie on and
 // returns them or'ed together, for a reader of many series that brings
@@ -753,6 +781,7 @@ func (h *Head) GCChunk(c int, barrier sync.Locker) {
 			barrier.Unlock()
 		}
 	}
+	symbols.retire() // a retirement may have waited for readers since the last removal
 	h.metrics.gcDuration.Observe(time.Since(start).Seconds())
 }
 
@@ -829,6 +858,7 @@ func (h *Head) uncount(removed []*Series) {
 	}
 	h.numSeries.Add(-int64(len(removed)))
 	h.metrics.removed.Add(float64(len(removed)))
+	forgetSeries(removed) // last: the memo no longer finds them
 }
 
 func (h *Head) removeFromFamilies(ss []*Series) {

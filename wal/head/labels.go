@@ -23,7 +23,7 @@ func AppendLabel(b []byte, name, value string) []byte {
 //	for it := ls.Iter(); it.Next(); { use(it.Name, it.Value) }
 type LabelIter struct {
 	rest        string
-	tokens      bool // rest is a held series' tokens, not packed labels
+	syms        *symtab // rest is a held series' tokens from syms; nil: packed labels
 	Name, Value string
 }
 
@@ -35,9 +35,9 @@ func (it *LabelIter) Next() bool {
 	if it.rest == "" {
 		return false
 	}
-	if it.tokens {
-		it.Name, it.rest = nextToken(it.rest)
-		it.Value, it.rest = nextToken(it.rest)
+	if t := it.syms; t != nil {
+		it.Name, it.rest = t.nextToken(it.rest)
+		it.Value, it.rest = t.nextToken(it.rest)
 		return true
 	}
 	it.Name, it.rest = nextString(it.rest)

@@ -40,7 +40,7 @@ func randomLabels(rng *rand.Rand) []byte {
 
 func TestTokensRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	tab := new(symtab)
+	tab := newSymtab()
 	for i := range 2000 {
 		lbls := randomLabels(rng)
 		tokens := tab.appendTokens(nil, Labels(lbls))
@@ -93,7 +93,7 @@ func TestSeriesLabelsRoundTrip(t *testing.T) {
 // TestSymbolTableBound fills a table: past its bound strings stay
 // literals, and everything still round-trips.
 func TestSymbolTableBound(t *testing.T) {
-	tab := new(symtab)
+	tab := newSymtab()
 	var sets [][]byte
 	for i := 0; !tab.full.Load(); i++ {
 		lbls := packed(fmt.Sprintf("n%d", i), "v")
@@ -134,7 +134,7 @@ func TestSymbolTableBound(t *testing.T) {
 // literal without the table's write lock (which every new series' lookups
 // would otherwise queue behind).
 func TestTableFullTakesNoLock(t *testing.T) {
-	tab := new(symtab)
+	tab := newSymtab()
 	tab.full.Store(true)
 	tab.mu.RLock() // a writer would wait for this forever
 	defer tab.mu.RUnlock()
@@ -267,7 +267,7 @@ func TestFamiliesWithoutOrBeforeName(t *testing.T) {
 // TestAdmittedAtTheSecondSighting: a string becomes a symbol at its
 // admitAt'th sighting, not before, and is found from then on.
 func TestAdmittedAtTheSecondSighting(t *testing.T) {
-	tab := new(symtab)
+	tab := newSymtab()
 	for i := 1; i < admitAt; i++ {
 		if _, ok := tab.intern("kube-system"); ok {
 			t.Fatalf("a symbol at sighting %d", i)
@@ -286,14 +286,15 @@ func TestAdmittedAtTheSecondSighting(t *testing.T) {
 // agrees with the general one, for literals of every header width and for
 // symbols of one- and two-byte ids, and leaves the right rest.
 func TestNextTokenForms(t *testing.T) {
+	tab := newSymtab()
 	for i := range 100 {
 		for range admitAt {
-			symbols.intern(fmt.Sprintf("next-token-form-%d", i))
+			tab.intern(fmt.Sprintf("next-token-form-%d", i))
 		}
 	}
-	n, _ := symbols.stats()
-	if n < 100 {
-		t.Fatalf("%d symbols in the process table, want at least 100", n)
+	n, _ := tab.stats()
+	if n != 100 {
+		t.Fatalf("%d symbols in the table, want 100", n)
 	}
 	var toks []string
 	for _, l := range []int{0, 1, 62, 63, 64, 65, 127, 128, 8190, 8191, 8192, 9000} {
@@ -304,8 +305,8 @@ func TestNextTokenForms(t *testing.T) {
 	}
 	for _, tok := range toks {
 		in := tok + "\x03ab" // a literal "a", then "b"
-		s, rest := nextToken(in)
-		ws, wrest := symbols.nextToken(in)
+		s, rest := tab.nextToken(in)
+		ws, wrest := tab.nextTokenLong(in)
 		if s != ws || rest != wrest || rest != "\x03ab" {
 			t.Fatalf("token % x: nextToken gave (%q, %q), the general decoding (%q, %q)", tok[:min(len(tok), 4)], s, rest, ws, wrest)
 		}

@@ -1,0 +1,369 @@
+package head
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// smallTables replaces the process-wide symbol tables, until the test
+// ends, with tables of n symbols each, so that a test fills them quickly.
+// Series made before must not be read meanwhile.
+func smallTables(t testing.TB, n int) *tables {
+	t.Helper()
+	old := symbols
+	symbols = newTables(n, maxSymbolBytes)
+	t.Cleanup(func() { symbols = old })
+	return symbols
+}
+
+// churnLabels returns the labels of series i: its id is its own (a
+// literal), its pair value is shared with one other series (a symbol from
+// the second sighting on).
+func churnLabels(i int) []byte {
+	return packed("__name__", "m", "id", strconv.Itoa(i), "pair", fmt.Sprintf("pair-%d", i/2))
+}
+
+// checkChurnLabels fails unless s decodes to the labels of the series it
+// names by its id.
+func checkChurnLabels(t testing.TB, s *Series) {
+	got := s.AppendLabels(nil)
+	i, err := strconv.Atoi(Labels(got).Get("id"))
+	if err != nil || string(got) != string(churnLabels(i)) {
+		t.Errorf("series decoded as %s", Labels(got))
+	}
+}
+
+// tableOf returns the table a held series names.
+func tableOf(s *Series) *symtab { return symbols.of(s.flags.Load()) }
+
+// panicsRetired reports whether reading s's labels panics as a read after
+// its table was retired.
+func panicsRetired(s *Series) (retired bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			retired = strings.Contains(fmt.Sprint(r), "retired")
+		}
+	}()
+	s.AppendLabels(nil)
+	return false
+}
+
+// TestSymbolTablesRollOverAndRetire: a full table makes way for a new one;
+// it is retired once its series are gone and the pins taken before are
+// released, not before; its slot is then used again.
+func TestSymbolTablesRollOverAndRetire(t *testing.T) {
+	g := smallTables(t, 16)
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	first := g.current.Load()
+	for i := range 40 {
+		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
+	}
+	if n, _, _ := g.stats(); n != 2 || !first.full.Load() || g.current.Load() == first {
+		t.Fatalf("%d tables after filling the first, want 2 with a new current one", n)
+	}
+	if first.index != nil {
+		t.Fatal("a full table that is no longer current kept its index")
+	}
+	var old, kept []*Series
+	for _, s := range h.AppendAllSeries(nil) {
+		checkChurnLabels(t, s)
+		if tableOf(s) == first {
+			old = append(old, s)
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	if len(old) == 0 || len(kept) == 0 {
+		t.Fatalf("%d series on the first table, %d on the second", len(old), len(kept))
+	}
+	// A reader pins, then gets a series; the series is removed, and with
+	// it the last of its table's.
+	pin := PinSymbols()
+	reading := old[0]
+	h.Remove(old)
+	if n, _, _ := g.stats(); n != 2 {
+		t.Fatalf("%d tables: the first was retired under a reader's pin", n)
+	}
+	checkChurnLabels(t, reading)
+	// A pin taken after the table drained does not hold it.
+	late := PinSymbols()
+	pin.Release()
+	g.retire()
+	late.Release()
+	if n, _, _ := g.stats(); n != 1 || g.slots[first.slot].Load() != nil {
+		t.Fatalf("%d tables after the reader left, want 1 and the first's slot free", n)
+	}
+	if !panicsRetired(reading) {
+		t.Fatal("a series of a retired table read without a pin did not panic")
+	}
+	for _, s := range kept {
+		checkChurnLabels(t, s)
+	}
+	// The next rollover takes the free slot, under a new serial.
+	second := g.current.Load()
+	for i := 40; g.current.Load() == second; i++ {
+		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
+	}
+	if third := g.current.Load(); third.slot != first.slot || third.serial == first.serial {
+		t.Fatalf("new table in slot %d serial %d; the retired one was slot %d serial %d", third.slot, third.serial, first.slot, first.serial)
+	}
+	for _, s := range h.AppendAllSeries(nil) {
+		checkChurnLabels(t, s)
+	}
+}
+
+// TestSymbolTablesNoSlotFree: with every slot held by a table that held
+// series name, the full current table stays, and new series store their
+// new strings as literals.
+func TestSymbolTablesNoSlotFree(t *testing.T) {
+	g := smallTables(t, 16)
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	i := 0
+	for n := 0; n < maxTables || !g.current.Load().full.Load(); n, _, _ = g.stats() {
+		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
+		i++
+	}
+	full := g.current.Load()
+	for range 20 {
+		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
+		i++
+	}
+	if n, _, _ := g.stats(); n != maxTables || g.current.Load() != full {
+		t.Fatalf("%d tables, current changed: %v", n, g.current.Load() != full)
+	}
+	for _, s := range h.AppendAllSeries(nil) {
+		checkChurnLabels(t, s)
+	}
+}
+
+// TestSymbolTableKeptForLateSeries: a series made on a table after it was
+// found drained (its maker got the table before the rollover) keeps the
+// table from being retired while it is held, and after it is removed
+// again for as long as a reader pinned since may hold it.
+func TestSymbolTableKeptForLateSeries(t *testing.T) {
+	// drained returns tables whose first, no longer current, is waiting
+	// to be retired under the pin of a maker who got it from forNew.
+	drained := func() (*tables, *symtab, uint32) {
+		g := newTables(4, maxSymbolBytes)
+		maker := g.pins.take()
+		t0 := g.forNew()
+		for i := 0; !t0.full.Load(); i++ {
+			for range admitAt {
+				t0.intern(fmt.Sprint("v", i))
+			}
+		}
+		if t1 := g.forNew(); t1 == t0 { // another maker rolls over
+			t.Fatal("no rollover from a full table")
+		}
+		g.retire() // t0 is not current and no series names it yet
+		if g.slots[t0.slot].Load() != t0 {
+			t.Fatal("retired under a maker's pin")
+		}
+		return g, t0, maker
+	}
+
+	g, t0, maker := drained()
+	t0.counted() // the maker's series, on t0
+	g.pins.release(maker)
+	g.retire()
+	if g.slots[t0.slot].Load() != t0 {
+		t.Fatal("a table a series names was retired")
+	}
+
+	g, t0, maker = drained()
+	t0.counted()
+	g.pins.release(maker)
+	reader := g.pins.take() // gets the maker's series
+	t0.uncounted()          // which is removed
+	g.retire()
+	if g.slots[t0.slot].Load() != t0 {
+		t.Fatal("retired under the pin of a reader of a series made after the table was found drained")
+	}
+	g.pins.release(reader)
+	g.retire()
+	if g.slots[t0.slot].Load() != nil {
+		t.Fatal("a drained table was not retired once nothing pinned it")
+	}
+}
+
+// TestSymbolPinsPhases: a retirement waits for the pins taken before it
+// flipped the phase, whatever the pins taken since, and a pin taken while
+// a flip happens counts in one phase or the other, never neither.
+func TestSymbolPinsPhases(t *testing.T) {
+	var p pins
+	before := p.take()
+	old := p.flip()
+	after := p.take()
+	if old != before || after == before {
+		t.Fatalf("phases: taken %d, flipped from %d, taken %d", before, old, after)
+	}
+	if p.n[old%2].v.Load() != 1 {
+		t.Fatal("the pin from before the flip is not counted in its phase")
+	}
+	p.release(before)
+	if p.n[old%2].v.Load() != 0 || p.n[after%2].v.Load() != 1 {
+		t.Fatal("counts after release")
+	}
+	p.release(after)
+
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p.release(p.take())
+			}
+		})
+	}
+	for range 1000 {
+		ph := p.take()
+		old := p.flip()
+		if old != ph {
+			t.Fatalf("flipped from %d, pinned in %d", old, ph)
+		}
+		if p.n[old%2].v.Load() < 1 {
+			t.Fatal("a held pin is not counted in its phase")
+		}
+		p.release(ph)
+		runtime.Gosched()
+	}
+	close(stop)
+	wg.Wait()
+	if p.n[0].v.Load() != 0 || p.n[1].v.Load() != 0 {
+		t.Fatalf("counts %d, %d with no pin held", p.n[0].v.Load(), p.n[1].v.Load())
+	}
+}
+
+// TestSymbolTablesChurn: series come and go through many table rollovers
+// while pinned readers decode every series they found, removed meanwhile
+// or not (-race checks the orderings); the tables never exceed their
+// bound, and once the churned series are gone their tables are too.
+func TestSymbolTablesChurn(t *testing.T) {
+	g := smallTables(t, 16)
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	const total, window = 3000, 60
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			var ss []*Series
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				pin := PinSymbols()
+				ss = h.AppendAllSeries(ss[:0])
+				runtime.Gosched() // let the writer remove some
+				for _, s := range ss {
+					checkChurnLabels(t, s)
+				}
+				pin.Release()
+			}
+		})
+	}
+	rollovers, maxSeen := 0, 0
+	cur := g.current.Load()
+	for i := range total {
+		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
+		if i >= window {
+			var gone []*Series
+			for _, s := range h.AppendFamily(nil, "m") {
+				if id, _ := strconv.Atoi(s.Iter().Get("id")); id <= i-window {
+					gone = append(gone, s)
+				}
+			}
+			h.Remove(gone)
+		}
+		if n, _, _ := g.stats(); n > maxSeen {
+			maxSeen = n
+		}
+		if g.current.Load() != cur {
+			rollovers++
+			cur = g.current.Load()
+		}
+	}
+	close(done)
+	wg.Wait()
+	// Pinned readers delay retirements, so how many rollovers there are
+	// depends on timing; more than maxTables means slots were freed and
+	// used again.
+	if rollovers <= maxTables || maxSeen > maxTables {
+		t.Fatalf("%d rollovers, up to %d tables", rollovers, maxSeen)
+	}
+	// Series made late still get symbols for their shared values.
+	last := h.AppendAllSeries(nil)
+	symbolized := 0
+	for _, s := range last {
+		checkChurnLabels(t, s)
+		if int(s.nlab) < len(s.AppendLabels(nil)) {
+			symbolized++
+		}
+	}
+	if symbolized == 0 {
+		t.Fatalf("none of the last %d series has a symbol", len(last))
+	}
+	h.Remove(last)
+	g.retire()
+	if n, _, _ := g.stats(); n != 1 {
+		t.Fatalf("%d tables with no series held, want only the current one", n)
+	}
+}
+
+// BenchmarkPodChurn: waves of pods replace each other, as in a cluster
+// whose pods are redeployed; each wave's series replace the last's. Every
+// pod brings two strings of its own (its name and address), which its
+// series share, so each wave brings 2*pods new symbols. b.N waves; it
+// reports the heap per held series after the last, and the symbol tables
+// held then (-benchtime=60x goes through several).
+func BenchmarkPodChurn(b *testing.B) {
+	const pods, perPod = 2000, 25
+	g := smallTables(b, maxSymbols)
+	h := New(Options{Retention: time.Hour}, nil)
+	now := time.Now().UnixMilli()
+	batch := &Batch{Tenant: "a", Series: make([]BatchSeries, 0, pods*perPod)}
+	samples := []Sample{{now, 1}}
+	var prev []*Series
+	b.ReportAllocs()
+	for wave := range b.N {
+		batch.Series = batch.Series[:0]
+		for p := range pods {
+			pod := fmt.Sprintf("api-%08x-%05d", wave, p)
+			addr := fmt.Sprintf("10.%d.%d.%d:8080", wave%256, p/256, p%256)
+			for m := range perPod {
+				lbls := packed("__name__", fmt.Sprintf("metric_%d", m), "instance", addr, "job", "api", "namespace", "default", "pod", pod)
+				batch.Series = append(batch.Series, BatchSeries{Labels: lbls, Samples: samples})
+			}
+		}
+		if err := h.Append(b.Context(), batch); err != nil {
+			b.Fatal(err)
+		}
+		h.Remove(prev)
+		prev = h.AppendAllSeries(prev[:0])
+	}
+	b.StopTimer()
+	clear(batch.Series)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	tables, n, bytes := g.stats()
+	b.ReportMetric(float64(ms.HeapAlloc)/float64(h.NumSeries()), "heap-B/series")
+	b.ReportMetric(float64(tables), "tables")
+	b.ReportMetric(float64(n), "symbols")
+	b.ReportMetric(float64(bytes)/(1<<20), "symbol-MiB")
+	runtime.KeepAlive(prev)
+}
