@@ -14,6 +14,9 @@ import (
 type HandoffSource interface {
 	AppendTenants(dst []string) []string
 	AppendSeriesPart(dst []*head.Series, part int) []*head.Series
+	// Held returns the series held in a found one's place, or nil (see
+	// head.Head.Held): a checkpoint may move series to new objects.
+	Held(s *head.Series) *head.Series
 }
 
 // Dropper removes handed-off series from the local store, durably.
@@ -71,9 +74,17 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 			chunk := ss[:n]
 			ss = ss[n:]
 			b := &head.Batch{Tenant: tenant, MaxSeries: maxSeries(tenant), Series: make([]head.BatchSeries, 0, n)}
+			held := chunk[:0]
 			for _, s := range chunk {
+				if s = src.Held(s); s == nil {
+					continue // expired since it was found
+				}
+				held = append(held, s)
 				t, v := s.Latest()
 				b.Series = append(b.Series, head.BatchSeries{Labels: s.AppendLabels(nil), Samples: []head.Sample{{T: t, V: v}}})
+			}
+			if chunk = held; len(chunk) == 0 {
+				continue
 			}
 			err := r.Forward(ctx, owner, b)
 			var limited *head.SeriesLimitError

@@ -2,8 +2,10 @@ package wal
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -506,4 +508,68 @@ func TestFailedCheckpointStillRemovesExpired(t *testing.T) {
 		t.Fatalf("after replay: %d series of a, want none", n)
 	}
 	mustHold(t, hd2, "b", 0, 2, e.clock.t.UnixMilli())
+}
+
+// TestCheckpointMovesSeriesOffSparseSymbolTables: series left on a symbol
+// table whose other series have expired are moved to the current table by
+// a checkpoint that finds them there, keeping their refs and samples,
+// through a replay too; the tables they leave go.
+func TestCheckpointMovesSeriesOffSparseSymbolTables(t *testing.T) {
+	defer head.SwapSymbolTables(64)()
+	e := newEnv(t)
+	st, hd, reg := e.open()
+	now := e.clock.t.UnixMilli()
+	// Each pair value is shared by two series: a symbol, so that some 120
+	// series fill a table. Every 16th series is pushed on; the rest expire.
+	labels := func(i int) []byte {
+		return append(labelsOf("a", i), head.AppendLabel(nil, "pair", fmt.Sprint("p", i/2))...)
+	}
+	const n, every = 600, 16
+	push := func(t0 int64, all bool) {
+		b := &head.Batch{Tenant: "a"}
+		for i := range n {
+			if all || i%every == 0 {
+				b.Series = append(b.Series, head.BatchSeries{Labels: labels(i), Samples: []head.Sample{{T: t0, V: float64(t0)}}})
+			}
+		}
+		mustAppend(t, st, b)
+	}
+	lasting := func(hd *head.Head) map[string][2]int64 {
+		m := map[string][2]int64{}
+		for _, s := range hd.AppendAllSeries(nil) {
+			ts, _ := s.Latest()
+			m[string(s.Labels())] = [2]int64{int64(s.Ref()), ts}
+		}
+		return m
+	}
+	push(now, true)
+	filled, _, _ := head.SymbolStats()
+	if filled < 2 {
+		t.Fatalf("%d symbol tables after %d new series: none filled", filled, n)
+	}
+
+	e.clock.t = e.clock.t.Add(11 * time.Minute)
+	later := e.clock.t.UnixMilli()
+	push(later, false)
+	mustCheckpoint(t, st) // the others expire
+	push(later+1, false)
+	before := lasting(hd)
+	mustCheckpoint(t, st) // the lasting ones are found on sparse tables
+	moved := counterValue(t, reg, "fedgate_head_series_moved_total")
+	after, _, _ := head.SymbolStats()
+	if moved == 0 || after >= filled {
+		t.Fatalf("%v series moved; %d symbol tables, %d before", moved, after, filled)
+	}
+	if got := lasting(hd); len(got) != n/every+1 || !maps.Equal(got, before) {
+		t.Fatalf("after the move %d series, want the %d lasting ones as they were", len(got), len(before))
+	}
+	// The next checkpoint is written from the moved series.
+	mustAppend(t, st, batch("b", 0, 1, later+1))
+	mustCheckpoint(t, st)
+	before[string(labelsOf("b", 0))] = lasting(hd)[string(labelsOf("b", 0))]
+	st.Close()
+	_, hd2, _ := e.open()
+	if got := lasting(hd2); !maps.Equal(got, before) {
+		t.Fatalf("after replay %d series, want the %d lasting ones as they were", len(got), len(before))
+	}
 }

@@ -60,8 +60,12 @@
 // the checkpoint like the others — one may have been written again since
 // the walk, its sample logged with no new series record — and removed
 // from the head once it is durable, if still expired; replay removes those
-// a checkpoint holds. When nothing was logged since the last checkpoint,
-// none is written and a paced walk of its own removes them. Covered
+// a checkpoint holds. The walk also finds the series left on sparse
+// symbol tables (see the head's "Label storage"): they are moved to new
+// series objects of the same ref once the checkpoint is durable, a chunk
+// at a time and paced, at most maxMoves per checkpoint. When nothing was
+// logged since the last checkpoint, none is written and a paced walk of
+// its own removes and moves them. Covered
 // segments are truncated a step at a time, paced, before they are
 // unlinked: freeing a 128 MB segment at once held the log's fsyncs up. (A
 // crash in the middle leaves one cut short; it is covered, so only a
@@ -138,6 +142,6 @@
 // Appends run concurrently; the group commit serialises file I/O on one
 // goroutine at a time. The cut barrier (a RWMutex held shared from an
 // Append's write until its head update, exclusively only for the instant of
-// a cut, a drop, or the removal of expired series, found on walks that do
-// not take it) is the WAL's own lock and the only lock held across I/O.
+// a cut, a drop, the removal of expired series or a chunk of moves, found
+// on walks that do not take it) is the WAL's own lock and the only lock held across I/O.
 package wal

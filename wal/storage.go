@@ -666,6 +666,18 @@ func (s *Storage) checkpoint(ctx context.Context) error {
 		s.head.RemoveExpired(c, &s.cutMu)
 	}
 	clear(cs.expired)
+	// So are the series left on sparse symbol tables moved, so that the
+	// tables can go (see head's "Label storage"), a chunk at a time and
+	// paced like the walk: pushes wait while a chunk moves.
+	work := time.Now()
+	for c := range slices.Chunk(cs.moving, head.MoveChunk) {
+		s.head.MoveSeries(c, &s.cutMu)
+		if ctx != nil {
+			pace(ctx, &work)
+		}
+	}
+	clear(cs.moving)
+	head.RetireSymbolTables()
 	gcTook := time.Since(gcStart)
 	kind := "full"
 	if base == 0 {
@@ -737,6 +749,10 @@ func settle(ctx context.Context, d time.Duration) {
 // held the log's fdatasyncs up behind it, and some 50 pushes with them.
 const checkpointSyncEvery = 16 << 20
 
+// maxMoves bounds the series one checkpoint moves off sparse symbol
+// tables (a table stays sparse, so the next one goes on).
+const maxMoves = 64 << 10
+
 // checkpointChunk is how many series go into one pair of records (a
 // millisecond or two of work).
 const checkpointChunk = 1024
@@ -789,6 +805,7 @@ type checkpointStats struct {
 	// how long writing the records and the fsync after took
 	write, sync time.Duration
 	expired     []*head.Series // found expired on the walk
+	moving      []*head.Series // found on sparse symbol tables on the walk
 }
 
 // writeCheckpoint writes checkpoint n: a full one if base is 0, else a
@@ -857,13 +874,17 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 	}()
 	var part []*head.Series
 	work := time.Now()
+	sparse := head.Sparse()
 	for p := range head.SeriesParts {
 		part = s.head.AppendSeriesPart(part[:0], p)
 		for _, x := range part {
 			t, v := x.Latest()
 			expired := t < minT
-			if expired {
+			switch {
+			case expired:
 				cs.expired = append(cs.expired, x) // not visible: GC removes it after
+			case sparse.Holds(x) && len(cs.moving) < maxMoves:
+				cs.moving = append(cs.moving, x)
 			}
 			if !x.Logged() || !x.Committed() {
 				continue // never made it to the log: nothing acknowledged

@@ -58,11 +58,17 @@
 //     SymbolPin taken before that was seen has been released, and if no
 //     series was made on it meanwhile (its maker may have got it just
 //     before the rollover).
-//   - A table lives as long as the longest-lived series made while it
-//     was current: where some series are pushed for good and others
-//     churn, old tables may stay, and once every slot is taken new
-//     strings are literals again (fedgate_head_symbol_tables at
-//     maxTables shows it).
+//   - A few long-lived series must not keep a table whose other series
+//     are gone: when a table that is not current holds at most
+//     1/sparseShare of the series made on it, the walks that find
+//     expired series (the WAL's checkpoint, GC) move those it holds to
+//     the current table. A moved series is replaced, under the caller's
+//     barrier as for a removal, by a new Series with the same ref,
+//     labels, newest sample and log marks, in its stripe's table, its
+//     family and the memo; the old one is marked removed and moved.
+//     Held and Remove take it for its replacement, found by labels and
+//     ref (a series of the same labels made after the replacement was
+//     removed has another ref).
 //   - Whoever reads the labels of a series it got from the head (its memo,
 //     families, parts, Prepare) holds a SymbolPin from before it got the
 //     series until its last read: then the series' table is not retired
@@ -90,9 +96,9 @@
 //
 //   - Get and GetMany return only series that are held; Prepare takes a
 //     Known series only if it is still held and is the batch tenant's,
-//     and looks the labels up as usual otherwise. (Removal happens under
-//     the caller's barrier, as for GC, so a series Prepare takes stays
-//     held until Commit.)
+//     and looks the labels up as usual otherwise. (Removals and moves
+//     happen under the caller's barrier, as for GC, so a series Prepare
+//     takes stays held until Commit.)
 //   - A key names one series and a series has one key: a newer Prepare
 //     with the same key, or of the same series under another key,
 //     replaces the entry. So the memo never holds more entries than the
@@ -110,7 +116,7 @@
 // sample of a series is published with a sequence lock, so readers
 // (/federate) never take a stripe lock. Families (series grouped by metric
 // name, for /federate's grouped output) are guarded by one RWMutex that is
-// taken for writing only when a series is created or removed. A new
+// taken for writing only when a series is created, moved or removed. A new
 // series takes the symbol tables' lock (a rollover) and a table's own
 // (interning) under its stripe lock; the lock order is stripe, families,
 // tables, table.

@@ -154,8 +154,8 @@ type Series struct {
 	tenant uint32 // index in tenantIDs
 	famIdx int32  // index in its family; guarded by Head.famMu
 
-	// flags holds flagLogged and flagRemoved, and above them the slot and
-	// serial of the series' symbol table (symtab.tag).
+	// flags holds flagLogged, flagRemoved and flagMoved, and above them
+	// the slot and serial of the series' symbol table (symtab.tag).
 	flags atomic.Uint32
 	// base names the full checkpoint its owner, the WAL, last wrote its
 	// series record to (0: none).
@@ -178,6 +178,7 @@ type Series struct {
 const (
 	flagLogged  = 1 << iota // a series record for it is durable in the WAL
 	flagRemoved             // it has left the head; never cleared
+	flagMoved               // removed by moveSeries: a replacement holds its ref
 )
 
 // seriesSize is the size of a Series without its labels, a multiple of 8.
@@ -252,6 +253,7 @@ func internTenant(id string) uint32 {
 type metrics struct {
 	created    prometheus.Counter
 	removed    prometheus.Counter
+	moved      prometheus.Counter
 	outOfOrder prometheus.Counter
 	gcDuration prometheus.Histogram
 }
@@ -276,6 +278,10 @@ func New(opts Options, reg prometheus.Registerer) *Head {
 			Name: "fedgate_head_series_removed_total",
 			Help: "Series removed from the head: retention ran out, or their tenant moved to another instance.",
 		}),
+		moved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedgate_head_series_moved_total",
+			Help: "Series moved to the current symbol table, so that an old table that held few other series could be retired.",
+		}),
 		outOfOrder: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fedgate_head_out_of_order_samples_total",
 			Help: "Accepted samples not newer than the sample already held for their series; they do not replace it.",
@@ -287,7 +293,7 @@ func New(opts Options, reg prometheus.Registerer) *Head {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(h.metrics.created, h.metrics.removed, h.metrics.outOfOrder, h.metrics.gcDuration,
+		reg.MustRegister(h.metrics.created, h.metrics.removed, h.metrics.moved, h.metrics.outOfOrder, h.metrics.gcDuration,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "fedgate_head_series",
 				Help: "Series held in the head.",
@@ -322,7 +328,8 @@ const noSample = math.MinInt64
 // Append applies the newest sample of each series of b: Prepare, then
 // Commit, series by series. It is the whole store when nothing needs to be
 // logged in between. A *SeriesLimitError reports refused series; the rest
-// of b is applied.
+// of b is applied. It must not run while GC does: a series moved in
+// between would take the sample to its old object.
 func (h *Head) Append(_ context.Context, b *Batch) error {
 	ten, minT := h.tenant(b.Tenant), h.MinTime()
 	var lim SeriesLimitError
@@ -753,21 +760,28 @@ func (h *Head) GC() {
 // GCChunk does one sixteenth of a GC pass: the stripes of chunk c (0 to
 // GCChunks-1). It looks for expired series under the stripe locks alone;
 // only if it finds some does it take barrier (if not nil), check them
-// again and remove them. A caller that must keep GC from running between
+// again and remove them (and likewise for the series it moves, below). A caller that must keep GC from running between
 // Prepare and Commit passes that lock as barrier: it is then held only
 // while something is removed, not for the walk over every series (at a
 // million series, taking it for the walks stalled pushes for a second).
+// The series of sparse symbol tables it finds are moved to the current
+// one likewise (see "Label storage" in the package documentation).
 func (h *Head) GCChunk(c int, barrier sync.Locker) {
 	start := time.Now()
 	minT := h.MinTime()
-	var expired []stripeSeries
+	sparse := Sparse()
+	var expired, moving []stripeSeries
 	per := stripeCount / GCChunks
 	for i := c * per; i < (c+1)*per; i++ {
 		st := &h.stripes[i]
 		st.mu.Lock()
 		for _, sl := range st.series.slots {
-			if sl.s != nil && sl.s.t.Load() < minT {
+			switch {
+			case sl.s == nil:
+			case sl.s.t.Load() < minT:
 				expired = append(expired, stripeSeries{st, sl.s})
+			case sparse.Holds(sl.s):
+				moving = append(moving, stripeSeries{st, sl.s})
 			}
 		}
 		st.mu.Unlock()
@@ -777,6 +791,17 @@ func (h *Head) GCChunk(c int, barrier sync.Locker) {
 			barrier.Lock()
 		}
 		h.removeExpired(expired, minT)
+		if barrier != nil {
+			barrier.Unlock()
+		}
+	}
+	// Moves hold the barrier a chunk at a time: each is an allocation and
+	// a re-encoding, and pushes wait meanwhile.
+	for c := range slices.Chunk(moving, MoveChunk) {
+		if barrier != nil {
+			barrier.Lock()
+		}
+		h.moveSeries(c, minT)
 		if barrier != nil {
 			barrier.Unlock()
 		}
@@ -811,7 +836,7 @@ type stripeSeries struct {
 }
 
 // removeExpired removes those of ss, found expired at minT, that still are
-// held and expired: a Commit or Remove may have come in between.
+// held and expired: a Commit, Remove or move may have come in between.
 func (h *Head) removeExpired(ss []stripeSeries, minT int64) {
 	removed := make([]*Series, 0, len(ss))
 	for _, x := range ss {
@@ -826,15 +851,90 @@ func (h *Head) removeExpired(ss []stripeSeries, minT int64) {
 	h.uncount(removed)
 }
 
-// Remove drops the given series from the head (those still held; a series
-// removed already is skipped). The caller keeps Prepare and Commit from
-// running meanwhile, as for GC.
+// MoveChunk is how many series a caller of MoveSeries should move at a
+// time: about a millisecond of work under its barrier.
+const MoveChunk = 512
+
+// MoveSeries moves those of ss, found on a walk by Sparse, that still
+// are held and not expired to the current symbol table, holding barrier
+// (if not nil) while it does; see GCChunk. It is for a caller that has
+// found them on a walk of its own (the WAL's checkpoint), and passes at
+// most MoveChunk at a time.
+func (h *Head) MoveSeries(ss []*Series, barrier sync.Locker) {
+	if len(ss) == 0 {
+		return
+	}
+	found := make([]stripeSeries, len(ss))
+	for i, s := range ss {
+		found[i] = stripeSeries{&h.stripes[s.hash&(stripeCount-1)], s}
+	}
+	if barrier != nil {
+		barrier.Lock()
+		defer barrier.Unlock()
+	}
+	h.moveSeries(found, h.MinTime())
+}
+
+// moveSeries moves those of ss, found naming a sparse symbol table, that
+// are still held to the current table: each is replaced by a new Series
+// with the same ref, labels, newest sample and log marks. The caller keeps
+// Prepare and Commit from running meanwhile, as for GC.
+func (h *Head) moveSeries(ss []stripeSeries, minT int64) {
+	if len(ss) == 0 {
+		return
+	}
+	moved := make([]*Series, 0, len(ss))
+	var buf []byte
+	var ten *tenant
+	for _, x := range ss {
+		old := x.s
+		x.st.mu.Lock()
+		// Removed, expired (GC takes it), or on the current table (its
+		// sparse table retired and a new current one took the slot since
+		// it was found): not moved.
+		if old.Removed() || old.t.Load() < minT || symbols.of(old.flags.Load()) == symbols.current.Load() {
+			x.st.mu.Unlock()
+			continue
+		}
+		buf = old.AppendLabels(buf[:0])
+		s := newSeries(buf)
+		s.hash, s.tenant, s.ref = old.hash, old.tenant, old.ref
+		s.flags.Or(old.flags.Load() & flagLogged)
+		s.base.Store(old.base.Load())
+		s.t.Store(old.t.Load()) // writers are kept out: no sequence lock
+		s.v.Store(old.v.Load())
+		x.st.series.replace(old, s)
+		h.famMu.Lock()
+		s.famIdx = old.famIdx
+		h.families[old.metricName()].series[s.famIdx] = s
+		h.famMu.Unlock()
+		old.flags.Or(flagRemoved | flagMoved)
+		x.st.mu.Unlock()
+		if k := old.key.Load(); k != 0 {
+			if ten == nil || ten.idx != old.tenant {
+				ten = h.tenant(old.Tenant())
+			}
+			ten.memo.replace(k, old, s)
+		}
+		moved = append(moved, old)
+	}
+	h.metrics.moved.Add(float64(len(moved)))
+	forgetSeries(moved)
+}
+
+// Remove drops the given series from the head (those still held, or the
+// series that replaced them when they were moved to another symbol table;
+// a series removed already is skipped). The caller keeps Prepare and
+// Commit from running meanwhile, as for GC, and holds a SymbolPin from
+// before it got the series if they may have been moved since.
 func (h *Head) Remove(ss []*Series) {
 	removed := make([]*Series, 0, len(ss))
+	var buf []byte
 	for _, s := range ss {
 		st := &h.stripes[s.hash&(stripeCount-1)]
 		st.mu.Lock()
-		if st.series.remove(s) {
+		s, buf = st.held(s, buf)
+		if s != nil && st.series.remove(s) {
 			s.flags.Or(flagRemoved)
 			h.removeFromFamilies([]*Series{s})
 			removed = append(removed, s)
@@ -842,6 +942,37 @@ func (h *Head) Remove(ss []*Series) {
 		st.mu.Unlock()
 	}
 	h.uncount(removed)
+}
+
+// Held returns the series held in s's place: s if it is held, the series
+// that replaced it if it was moved to another symbol table (see "Label
+// storage" in the package documentation), else nil. The caller holds a
+// SymbolPin from before it got s.
+func (h *Head) Held(s *Series) *Series {
+	st := &h.stripes[s.hash&(stripeCount-1)]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s, _ = st.held(s, nil)
+	return s
+}
+
+// held is Held for st, s's stripe, which the caller has locked; buf is
+// scratch space, returned for reuse.
+func (st *stripe) held(s *Series, buf []byte) (*Series, []byte) {
+	f := s.flags.Load()
+	if f&flagRemoved == 0 {
+		return s, buf
+	}
+	if f&flagMoved == 0 {
+		return nil, buf
+	}
+	// Its replacement, or the one that replaced that, has its labels and
+	// ref; another series of the same labels made since has another ref.
+	buf = s.AppendLabels(buf[:0])
+	if r := st.get(s.hash, buf); r != nil && r.ref == s.ref {
+		return r, buf
+	}
+	return nil, buf
 }
 
 // uncount takes removed series off their tenants' and the head's counts.

@@ -150,6 +150,17 @@ func (st *memoStripe) put(key uint64, s *Series) {
 	st.used++
 }
 
+// replace makes key's entry name s if it names old, which s replaces.
+func (m *Memo) replace(key uint64, old, s *Series) {
+	st := m.stripe(key)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if i := st.find(key); i >= 0 && st.slots[i].s == old {
+		st.slots[i].s = s
+		s.key.Store(key)
+	}
+}
+
 // delete removes key's entry if it names s.
 func (m *Memo) delete(key uint64, s *Series) {
 	st := m.stripe(key)

@@ -157,6 +157,59 @@ func (g *tables) retire() {
 	}
 }
 
+// sparseShare is the share of the series made on a table, 1/sparseShare,
+// at or below which the series it still holds are moved to the current
+// table, so that it can be retired.
+const sparseShare = 4
+
+// sparse returns the slots of the tables that are not current and hold
+// some series, but no more than 1/sparseShare of those made on them.
+func (g *tables) sparse() (slots uint8) {
+	cur := g.current.Load()
+	for slot := range g.slots {
+		t := g.slots[slot].Load()
+		if t == nil || t == cur {
+			continue
+		}
+		m := t.made.Load()
+		if held := uint64(uint32(m)); held > 0 && held*sparseShare <= m>>32 {
+			slots |= 1 << slot
+		}
+	}
+	return slots
+}
+
+// SparseTables names the symbol tables whose series are to be moved: see
+// Sparse.
+type SparseTables uint8
+
+// Sparse returns the tables that are not current and hold some series,
+// but no more than 1/sparseShare of those made on them: their series are
+// moved to the current table (GCChunk, MoveSeries), so that they can be
+// retired.
+func Sparse() SparseTables { return SparseTables(symbols.sparse()) }
+
+// Holds reports whether s names one of the tables.
+func (m SparseTables) Holds(s *Series) bool {
+	return m != 0 && m&(1<<(s.flags.Load()>>slotShift%maxTables)) != 0
+}
+
+// RetireSymbolTables retires the tables that may go (see retire): a
+// retirement waits for readers across calls, and removals, which call it,
+// may be rare. The WAL calls it once per checkpoint.
+func RetireSymbolTables() { symbols.retire() }
+
+// SwapSymbolTables replaces the process-wide symbol tables with empty
+// ones of n symbols each, and returns a function that puts the old ones
+// back. It is for tests that need tables to fill; no series made before
+// the swap may be read until the old tables are back, nor a series made
+// after it once they are.
+func SwapSymbolTables(n int) (restore func()) {
+	old := symbols
+	symbols = newTables(n, maxSymbolBytes)
+	return func() { symbols = old }
+}
+
 // stats returns the number of live tables, and the symbols and bytes they
 // hold.
 func (g *tables) stats() (tables, n, bytes int) {
@@ -321,7 +374,7 @@ func (t *symtab) intern(s string) (id uint32, ok bool) {
 	t.index[owned] = id
 	t.n++
 	t.bytes += len(owned)
-	if t.n == t.maxN || t.bytes+maxSymbolLen > t.maxBytes {
+	if t.n >= t.maxN || t.bytes+maxSymbolLen > t.maxBytes {
 		t.full.Store(true)
 	}
 	return id, true

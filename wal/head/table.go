@@ -69,6 +69,17 @@ func (t *seriesTable) resize(size int) {
 	}
 }
 
+// replace puts s, of the same hash, in the place of old, which the table
+// holds.
+func (t *seriesTable) replace(old, s *Series) {
+	mask := len(t.slots) - 1
+	i := t.home(old.hash)
+	for t.slots[i].s != old {
+		i = (i + 1) & mask
+	}
+	t.slots[i].s = s
+}
+
 // remove deletes s and reports whether the table held it.
 func (t *seriesTable) remove(s *Series) bool {
 	if t.n == 0 {

@@ -15,9 +15,7 @@ import (
 // Series made before must not be read meanwhile.
 func smallTables(t testing.TB, n int) *tables {
 	t.Helper()
-	old := symbols
-	symbols = newTables(n, maxSymbolBytes)
-	t.Cleanup(func() { symbols = old })
+	t.Cleanup(SwapSymbolTables(n))
 	return symbols
 }
 
@@ -36,6 +34,18 @@ func checkChurnLabels(t testing.TB, s *Series) {
 	if err != nil || string(got) != string(churnLabels(i)) {
 		t.Errorf("series decoded as %s", Labels(got))
 	}
+}
+
+// describeTables describes g's tables, for failures.
+func describeTables(g *tables) string {
+	var b strings.Builder
+	for slot := range g.slots {
+		if t := g.slots[slot].Load(); t != nil {
+			m := t.made.Load()
+			fmt.Fprintf(&b, "slot %d: current %v, full %v, %d series made, %d held\n", slot, t == g.current.Load(), t.full.Load(), m>>32, uint32(m))
+		}
+	}
+	return b.String()
 }
 
 // tableOf returns the table a held series names.
@@ -246,15 +256,17 @@ func TestSymbolPinsPhases(t *testing.T) {
 	}
 }
 
-// TestSymbolTablesChurn: series come and go through many table rollovers
-// while pinned readers decode every series they found, removed meanwhile
-// or not (-race checks the orderings); the tables never exceed their
-// bound, and once the churned series are gone their tables are too.
+// TestSymbolTablesChurn: series come and go through many table rollovers,
+// a few of them for good, while pinned readers decode every series they
+// found, removed or moved meanwhile or not (-race checks the orderings).
+// The tables never exceed their bound, and once the churned series are
+// gone, the long-lived ones have been moved off the old tables and only
+// the current one is left.
 func TestSymbolTablesChurn(t *testing.T) {
-	g := smallTables(t, 16)
+	g := smallTables(t, 32)
 	h, c := newTestHead(t)
 	now := c.t.UnixMilli()
-	const total, window = 3000, 60
+	const total, window, lasting = 3000, 60, 200 // every lasting'th series stays
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 2 {
@@ -268,7 +280,7 @@ func TestSymbolTablesChurn(t *testing.T) {
 				}
 				pin := PinSymbols()
 				ss = h.AppendAllSeries(ss[:0])
-				runtime.Gosched() // let the writer remove some
+				runtime.Gosched() // let the writer remove or move some
 				for _, s := range ss {
 					checkChurnLabels(t, s)
 				}
@@ -276,18 +288,23 @@ func TestSymbolTablesChurn(t *testing.T) {
 			}
 		})
 	}
+	churned := func(s *Series, upTo int) bool {
+		id, _ := strconv.Atoi(s.Iter().Get("id"))
+		return id%lasting != 0 && id <= upTo
+	}
 	rollovers, maxSeen := 0, 0
 	cur := g.current.Load()
 	for i := range total {
 		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
-		if i >= window {
-			var gone []*Series
-			for _, s := range h.AppendFamily(nil, "m") {
-				if id, _ := strconv.Atoi(s.Iter().Get("id")); id <= i-window {
-					gone = append(gone, s)
-				}
+		var gone []*Series
+		for _, s := range h.AppendFamily(nil, "m") {
+			if churned(s, i-window) {
+				gone = append(gone, s)
 			}
-			h.Remove(gone)
+		}
+		h.Remove(gone)
+		if i%20 == 0 {
+			h.GC() // moves the lasting series off sparse tables
 		}
 		if n, _, _ := g.stats(); n > maxSeen {
 			maxSeen = n
@@ -305,7 +322,15 @@ func TestSymbolTablesChurn(t *testing.T) {
 	if rollovers <= maxTables || maxSeen > maxTables {
 		t.Fatalf("%d rollovers, up to %d tables", rollovers, maxSeen)
 	}
-	// Series made late still get symbols for their shared values.
+	var gone []*Series
+	for _, s := range h.AppendFamily(nil, "m") {
+		if churned(s, total) {
+			gone = append(gone, s)
+		}
+	}
+	h.Remove(gone)
+	h.GC()
+	h.GC() // the second retires what the moves of the first left
 	last := h.AppendAllSeries(nil)
 	symbolized := 0
 	for _, s := range last {
@@ -314,30 +339,34 @@ func TestSymbolTablesChurn(t *testing.T) {
 			symbolized++
 		}
 	}
-	if symbolized == 0 {
-		t.Fatalf("none of the last %d series has a symbol", len(last))
+	if len(last) != total/lasting || symbolized == 0 {
+		t.Fatalf("%d series left (want %d), %d of them with symbols", len(last), total/lasting, symbolized)
 	}
-	h.Remove(last)
-	g.retire()
 	if n, _, _ := g.stats(); n != 1 {
-		t.Fatalf("%d tables with no series held, want only the current one", n)
+		t.Fatalf("%d tables with only the lasting series held, want only the current one:\n%s", n, describeTables(g))
 	}
 }
 
 // BenchmarkPodChurn: waves of pods replace each other, as in a cluster
-// whose pods are redeployed; each wave's series replace the last's. Every
+// whose pods are redeployed; each wave's series replace the last's, but
+// for the pods that last (one in lastEvery; none for 0), which stay. Every
 // pod brings two strings of its own (its name and address), which its
-// series share, so each wave brings 2*pods new symbols. b.N waves; it
-// reports the heap per held series after the last, and the symbol tables
-// held then (-benchtime=60x goes through several).
+// series share, so each wave brings 2*pods new symbols. b.N waves, with a
+// GC after each; it reports the heap per held series after the last, and
+// the symbol tables held then (-benchtime=80x goes through several).
 func BenchmarkPodChurn(b *testing.B) {
+	b.Run("lasting=none", func(b *testing.B) { benchmarkPodChurn(b, 0) })
+	b.Run("lasting=5%", func(b *testing.B) { benchmarkPodChurn(b, 20) })
+}
+
+func benchmarkPodChurn(b *testing.B, lastEvery int) {
 	const pods, perPod = 2000, 25
 	g := smallTables(b, maxSymbols)
 	h := New(Options{Retention: time.Hour}, nil)
 	now := time.Now().UnixMilli()
 	batch := &Batch{Tenant: "a", Series: make([]BatchSeries, 0, pods*perPod)}
 	samples := []Sample{{now, 1}}
-	var prev []*Series
+	var prev, all []*Series
 	b.ReportAllocs()
 	for wave := range b.N {
 		batch.Series = batch.Series[:0]
@@ -353,7 +382,15 @@ func BenchmarkPodChurn(b *testing.B) {
 			b.Fatal(err)
 		}
 		h.Remove(prev)
-		prev = h.AppendAllSeries(prev[:0])
+		h.GC()
+		all = h.AppendAllSeries(all[:0])
+		prev = prev[:0]
+		for _, s := range all {
+			pod := s.Iter().Get("pod")
+			if p, _ := strconv.Atoi(pod[len(pod)-5:]); lastEvery == 0 || p%lastEvery != 0 {
+				prev = append(prev, s)
+			}
+		}
 	}
 	b.StopTimer()
 	clear(batch.Series)
@@ -362,8 +399,173 @@ func BenchmarkPodChurn(b *testing.B) {
 	runtime.ReadMemStats(&ms)
 	tables, n, bytes := g.stats()
 	b.ReportMetric(float64(ms.HeapAlloc)/float64(h.NumSeries()), "heap-B/series")
+	b.ReportMetric(float64(h.NumSeries()), "series")
 	b.ReportMetric(float64(tables), "tables")
 	b.ReportMetric(float64(n), "symbols")
 	b.ReportMetric(float64(bytes)/(1<<20), "symbol-MiB")
+	clear(all)
 	runtime.KeepAlive(prev)
+}
+
+// TestSparseTableSeriesMoved: the few series still held on a table whose
+// others are gone are moved to the current table, keeping their ref,
+// labels, sample, log marks, family and memo entry; the old table is then
+// retired, and Remove of a moved series removes its replacement.
+func TestSparseTableSeriesMoved(t *testing.T) {
+	g := smallTables(t, 16)
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	first := g.current.Load()
+	for i := range 40 {
+		appendKeyed(t, h, "a", churnLabels(i), uint64(i+1), nil, Sample{now, float64(i)})
+	}
+	var old []*Series
+	for _, s := range h.AppendAllSeries(nil) {
+		if tableOf(s) == first {
+			old = append(old, s)
+		}
+	}
+	if len(old) < 2*sparseShare {
+		t.Fatalf("%d series on the first table, too few to test", len(old))
+	}
+	a, b := old[0], old[1]
+	a.SetLogged()
+	a.SetBase(7)
+	h.Remove(old[2:])
+	if g.sparse() != 1<<first.slot {
+		t.Fatalf("sparse tables %b, want the first's slot %d", g.sparse(), first.slot)
+	}
+	before := h.NumSeries()
+
+	pin := PinSymbols() // a reader holding a
+	h.GC()
+	if !a.Removed() || !b.Removed() || a.flags.Load()&flagMoved == 0 {
+		t.Fatal("the series left on the sparse table were not moved")
+	}
+	checkChurnLabels(t, a)
+	if n, _, _ := g.stats(); n != 2 {
+		t.Fatalf("%d tables: the first was retired under a reader's pin", n)
+	}
+	if h.NumSeries() != before {
+		t.Fatalf("%d series after the move, %d before", h.NumSeries(), before)
+	}
+	byRef := map[uint64]*Series{}
+	for _, s := range h.AppendAllSeries(nil) {
+		byRef[s.Ref()] = s
+	}
+	inFamily := map[*Series]bool{}
+	for _, s := range h.AppendFamily(nil, "m") {
+		inFamily[s] = true
+	}
+	for _, o := range []*Series{a, b} {
+		n := byRef[o.Ref()]
+		if n == nil || n == o || tableOf(n) != g.current.Load() {
+			t.Fatalf("series %d: not replaced on the current table", o.Ref())
+		}
+		if string(n.AppendLabels(nil)) != string(o.AppendLabels(nil)) || n.Tenant() != o.Tenant() {
+			t.Fatalf("series %d: moved as %s", o.Ref(), n.Labels())
+		}
+		nt, nv := n.Latest()
+		ot, ov := o.Latest()
+		if nt != ot || nv != ov || n.Logged() != o.Logged() || n.Base() != o.Base() {
+			t.Fatalf("series %d: sample, log or base marks not carried over", o.Ref())
+		}
+		if !inFamily[n] || inFamily[o] {
+			t.Fatalf("series %d: its family holds the old series", o.Ref())
+		}
+		if got := h.Memo("a").Get(o.key.Load()); got != n {
+			t.Fatalf("series %d: the memo gives %p, want the replacement %p", o.Ref(), got, n)
+		}
+	}
+	// Removing a moved series (as a handoff that found it before the move
+	// would, under its pin) removes its replacement.
+	h.Remove([]*Series{a})
+	if h.NumSeries() != before-1 || !byRef[a.Ref()].Removed() {
+		t.Fatalf("%d series after removing a moved one, want %d", h.NumSeries(), before-1)
+	}
+	pin.Release()
+	h.GC()
+	if n, _, _ := g.stats(); n != 1 {
+		t.Fatalf("%d tables once nothing held the first, want 1", n)
+	}
+	// New samples go to the replacement.
+	appendKeyed(t, h, "a", byRef[b.Ref()].AppendLabels(nil), b.key.Load(), nil, Sample{now + 1, -1})
+	if ts, v := byRef[b.Ref()].Latest(); ts != now+1 || v != -1 {
+		t.Fatalf("the replacement holds (%d, %v) after a new sample", ts, v)
+	}
+}
+
+// TestDenseTableSeriesStay: a table that is not current but still holds
+// most of the series made on it is left alone.
+func TestDenseTableSeriesStay(t *testing.T) {
+	g := smallTables(t, 16)
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	first := g.current.Load()
+	for i := range 40 {
+		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
+	}
+	var old []*Series
+	for _, s := range h.AppendAllSeries(nil) {
+		if tableOf(s) == first {
+			old = append(old, s)
+		}
+	}
+	if g.current.Load() == first {
+		t.Fatal("no rollover")
+	}
+	h.Remove(old[:len(old)/2])
+	h.GC()
+	for _, s := range old[len(old)/2:] {
+		if s.Removed() {
+			t.Fatal("a series of a table holding half its series was moved")
+		}
+	}
+}
+
+// TestMovedSeriesFoundByRef: Held and Remove take a moved series for the
+// series that replaced it, and for nothing once that is gone, even if a
+// series of the same labels is made again.
+func TestMovedSeriesFoundByRef(t *testing.T) {
+	g := smallTables(t, 16)
+	h, c := newTestHead(t)
+	now := c.t.UnixMilli()
+	first := g.current.Load()
+	for i := range 40 {
+		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
+	}
+	var old []*Series
+	for _, s := range h.AppendAllSeries(nil) {
+		if tableOf(s) == first {
+			old = append(old, s)
+		}
+	}
+	h.Remove(old[2:])
+	a, b := old[0], old[1]
+	if h.Held(a) != a {
+		t.Fatal("a held series is not its own")
+	}
+	pin := PinSymbols()
+	defer pin.Release()
+	h.GC()
+	na, nb := h.Held(a), h.Held(b)
+	if !a.Removed() || na == nil || na == a || na.Ref() != a.Ref() || nb == nil || nb.Ref() != b.Ref() {
+		t.Fatalf("moved series resolve to %v and %v", na, nb)
+	}
+	// b's replacement expires; a series of b's labels comes back.
+	lbls := b.AppendLabels(nil)
+	h.Remove([]*Series{nb})
+	if h.Held(b) != nil {
+		t.Fatal("a moved series whose replacement is gone still resolves")
+	}
+	appendOne(t, h, "a", lbls, Sample{now + 1, 2})
+	n := h.NumSeries()
+	h.Remove([]*Series{b})
+	if h.NumSeries() != n || h.Held(b) != nil {
+		t.Fatal("Remove of a moved series removed a newer series of its labels")
+	}
+	h.Remove([]*Series{a})
+	if h.NumSeries() != n-1 || !na.Removed() {
+		t.Fatal("Remove of a moved series left its replacement")
+	}
 }
