@@ -874,7 +874,7 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 	}()
 	var part []*head.Series
 	work := time.Now()
-	sparse := head.Sparse()
+	sparse := s.head.Sparse()
 	for p := range head.SeriesParts {
 		part = s.head.AppendSeriesPart(part[:0], p)
 		for _, x := range part {

@@ -59,8 +59,9 @@
 //     series was made on it meanwhile (its maker may have got it just
 //     before the rollover).
 //   - A few long-lived series must not keep a table whose other series
-//     are gone: when a table that is not current holds at most
-//     1/sparseShare of the series made on it, the walks that find
+//     are gone: when a table stopped being current at least a retention
+//     ago (so that the series that churned have expired) and holds at
+//     most 1/sparseShare of the series made on it, the walks that find
 //     expired series (the WAL's checkpoint, GC) move those it holds to
 //     the current table. A moved series is replaced, under the caller's
 //     barrier as for a removal, by a new Series with the same ref,

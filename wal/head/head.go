@@ -760,7 +760,7 @@ func (h *Head) GC() {
 // GCChunk does one sixteenth of a GC pass: the stripes of chunk c (0 to
 // GCChunks-1). It looks for expired series under the stripe locks alone;
 // only if it finds some does it take barrier (if not nil), check them
-// again and remove them (and likewise for the series it moves, below). A caller that must keep GC from running between
+// again and remove them. A caller that must keep GC from running between
 // Prepare and Commit passes that lock as barrier: it is then held only
 // while something is removed, not for the walk over every series (at a
 // million series, taking it for the walks stalled pushes for a second).
@@ -769,7 +769,7 @@ func (h *Head) GC() {
 func (h *Head) GCChunk(c int, barrier sync.Locker) {
 	start := time.Now()
 	minT := h.MinTime()
-	sparse := Sparse()
+	sparse := h.Sparse()
 	var expired, moving []stripeSeries
 	per := stripeCount / GCChunks
 	for i := c * per; i < (c+1)*per; i++ {

@@ -162,13 +162,21 @@ func (g *tables) retire() {
 // table, so that it can be retired.
 const sparseShare = 4
 
-// sparse returns the slots of the tables that are not current and hold
-// some series, but no more than 1/sparseShare of those made on them.
-func (g *tables) sparse() (slots uint8) {
+// sparse returns the slots of the tables that are not current, that a
+// call first saw not current at least wait milliseconds before now (head
+// time; the first call to see one records when), and that hold some
+// series, but no more than 1/sparseShare of those made on them.
+func (g *tables) sparse(now, wait int64) (slots uint8) {
 	cur := g.current.Load()
 	for slot := range g.slots {
 		t := g.slots[slot].Load()
 		if t == nil || t == cur {
+			continue
+		}
+		if since := t.stopped.Load(); since == 0 || now-since < wait {
+			if since == 0 {
+				t.stopped.CompareAndSwap(0, now)
+			}
 			continue
 		}
 		m := t.made.Load()
@@ -183,11 +191,16 @@ func (g *tables) sparse() (slots uint8) {
 // Sparse.
 type SparseTables uint8
 
-// Sparse returns the tables that are not current and hold some series,
-// but no more than 1/sparseShare of those made on them: their series are
-// moved to the current table (GCChunk, MoveSeries), so that they can be
-// retired.
-func Sparse() SparseTables { return SparseTables(symbols.sparse()) }
+// Sparse returns the symbol tables that stopped being current at least a
+// retention ago and still hold some series, but no more than
+// 1/sparseShare of those made on them: their series are moved to the
+// current table (GCChunk, MoveSeries), so that they can be retired. The
+// retention lets the series that churned expire first, so that only
+// series still pushed are moved. It is when the head's walks first see a
+// table is not current that starts the wait.
+func (h *Head) Sparse() SparseTables {
+	return SparseTables(symbols.sparse(h.now().UnixMilli(), h.retention.Milliseconds()))
+}
 
 // Holds reports whether s names one of the tables.
 func (m SparseTables) Holds(s *Series) bool {
@@ -289,6 +302,9 @@ type symtab struct {
 	_    [64]byte
 	made atomic.Uint64
 	_    [56]byte
+	// stopped is when (head time, ms) a walk first saw it was no longer
+	// current; 0: not yet.
+	stopped atomic.Int64
 
 	// Bounds, maxSymbols and maxSymbolBytes but for tests.
 	maxN, maxBytes int

@@ -48,6 +48,18 @@ func describeTables(g *tables) string {
 	return b.String()
 }
 
+// later moves the test clock a retention on and pushes every held series
+// again then, so that none expires, and returns the new time.
+func later(t *testing.T, h *Head, c *clock) int64 {
+	t.Helper()
+	c.t = c.t.Add(h.retention)
+	now := c.t.UnixMilli()
+	for _, s := range h.AppendAllSeries(nil) {
+		appendKeyed(t, h, s.Tenant(), s.AppendLabels(nil), s.key.Load(), nil, Sample{now, 5})
+	}
+	return now
+}
+
 // tableOf returns the table a held series names.
 func tableOf(s *Series) *symtab { return symbols.of(s.flags.Load()) }
 
@@ -294,7 +306,16 @@ func TestSymbolTablesChurn(t *testing.T) {
 	}
 	rollovers, maxSeen := 0, 0
 	cur := g.current.Load()
+	// Time passes a tenth of a retention every 20 series; the lasting
+	// series are pushed on, and the others expire if not removed first.
 	for i := range total {
+		if i%20 == 0 {
+			c.t = c.t.Add(h.retention / 10)
+			now = c.t.UnixMilli()
+			for k := 0; k < i; k += lasting {
+				appendOne(t, h, "a", churnLabels(k), Sample{now, 1})
+			}
+		}
 		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
 		var gone []*Series
 		for _, s := range h.AppendFamily(nil, "m") {
@@ -329,8 +350,11 @@ func TestSymbolTablesChurn(t *testing.T) {
 		}
 	}
 	h.Remove(gone)
-	h.GC()
-	h.GC() // the second retires what the moves of the first left
+	for range 2 { // the first pass may only see the last tables stop being current
+		h.GC()
+		later(t, h, c)
+		h.GC() // moves
+	}
 	last := h.AppendAllSeries(nil)
 	symbolized := 0
 	for _, s := range last {
@@ -352,8 +376,9 @@ func TestSymbolTablesChurn(t *testing.T) {
 // for the pods that last (one in lastEvery; none for 0), which stay. Every
 // pod brings two strings of its own (its name and address), which its
 // series share, so each wave brings 2*pods new symbols. b.N waves, with a
-// GC after each; it reports the heap per held series after the last, and
-// the symbol tables held then (-benchtime=80x goes through several).
+// GC after each, a wave a (head) minute with a retention of ten; it
+// reports the heap per held series after the last, and the symbol tables
+// held then (-benchtime=80x goes through several).
 func BenchmarkPodChurn(b *testing.B) {
 	b.Run("lasting=none", func(b *testing.B) { benchmarkPodChurn(b, 0) })
 	b.Run("lasting=5%", func(b *testing.B) { benchmarkPodChurn(b, 20) })
@@ -362,20 +387,28 @@ func BenchmarkPodChurn(b *testing.B) {
 func benchmarkPodChurn(b *testing.B, lastEvery int) {
 	const pods, perPod = 2000, 25
 	g := smallTables(b, maxSymbols)
-	h := New(Options{Retention: time.Hour}, nil)
-	now := time.Now().UnixMilli()
+	c := &clock{t: time.UnixMilli(1_000_000_000)}
+	h := New(Options{Retention: 10 * time.Minute, Now: c.now}, nil)
 	batch := &Batch{Tenant: "a", Series: make([]BatchSeries, 0, pods*perPod)}
-	samples := []Sample{{now, 1}}
 	var prev, all []*Series
+	var lasting [][]byte // labels of the series of the pods that last
 	b.ReportAllocs()
 	for wave := range b.N {
+		c.t = c.t.Add(time.Minute)
+		samples := []Sample{{c.t.UnixMilli(), 1}}
 		batch.Series = batch.Series[:0]
+		for _, lbls := range lasting {
+			batch.Series = append(batch.Series, BatchSeries{Labels: lbls, Samples: samples})
+		}
 		for p := range pods {
 			pod := fmt.Sprintf("api-%08x-%05d", wave, p)
 			addr := fmt.Sprintf("10.%d.%d.%d:8080", wave%256, p/256, p%256)
 			for m := range perPod {
 				lbls := packed("__name__", fmt.Sprintf("metric_%d", m), "instance", addr, "job", "api", "namespace", "default", "pod", pod)
 				batch.Series = append(batch.Series, BatchSeries{Labels: lbls, Samples: samples})
+				if lastEvery > 0 && p%lastEvery == 0 {
+					lasting = append(lasting, lbls)
+				}
 			}
 		}
 		if err := h.Append(b.Context(), batch); err != nil {
@@ -432,8 +465,13 @@ func TestSparseTableSeriesMoved(t *testing.T) {
 	a.SetLogged()
 	a.SetBase(7)
 	h.Remove(old[2:])
-	if g.sparse() != 1<<first.slot {
-		t.Fatalf("sparse tables %b, want the first's slot %d", g.sparse(), first.slot)
+	h.GC() // sees that the first table is no longer current
+	if a.Removed() || h.Sparse() != 0 {
+		t.Fatal("series moved before a retention passed since their table stopped being current")
+	}
+	now = later(t, h, c) // a and b are still pushed
+	if h.Sparse() != SparseTables(1<<first.slot) {
+		t.Fatalf("sparse tables %b, want the first's slot %d", h.Sparse(), first.slot)
 	}
 	before := h.NumSeries()
 
@@ -516,6 +554,8 @@ func TestDenseTableSeriesStay(t *testing.T) {
 	}
 	h.Remove(old[:len(old)/2])
 	h.GC()
+	later(t, h, c)
+	h.GC()
 	for _, s := range old[len(old)/2:] {
 		if s.Removed() {
 			t.Fatal("a series of a table holding half its series was moved")
@@ -545,6 +585,8 @@ func TestMovedSeriesFoundByRef(t *testing.T) {
 	if h.Held(a) != a {
 		t.Fatal("a held series is not its own")
 	}
+	h.GC()
+	now = later(t, h, c)
 	pin := PinSymbols()
 	defer pin.Release()
 	h.GC()
