@@ -18,6 +18,7 @@
 # RECEIVER_CPU, LOADGEN_CPU, BASE_PORT.
 set -euo pipefail
 
+if [[ -n ${FEDGATE:-} ]]; then FEDGATE=$(realpath "$FEDGATE"); fi
 cd "$(dirname "$0")/.."
 WAVES=${WAVES:-90}
 TENANTS=${TENANTS:-20}
@@ -37,8 +38,8 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fedgate-churn.XXXXXX")
 PIDS=()
 cleanup() {
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for pid in ${PIDS[@]+"${PIDS[@]}"}; do kill "$pid" 2>/dev/null || true; done
+	for pid in ${PIDS[@]+"${PIDS[@]}"}; do wait "$pid" 2>/dev/null || true; done
 	if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -63,11 +64,17 @@ taskset -c "$RECEIVER_CPU" "$FEDGATE" --config.file="$TMP/fedgate.yml" --storage
 	--web.listen-address="$PUBLIC" --web.internal-listen-address="$INTERNAL" --log.level=warn >"$TMP/log" 2>&1 &
 PID=$!
 PIDS+=("$PID")
+ready=0
 for _ in $(seq 300); do
-	curl -sf --max-time 1 -o /dev/null "http://$PUBLIC/-/ready" && break
-	kill -0 "$PID" 2>/dev/null || { cat "$TMP/log" >&2; exit 1; }
+	kill -0 "$PID" 2>/dev/null || break
+	if curl -sf --max-time 1 -o /dev/null "http://$PUBLIC/-/ready"; then ready=1; break; fi
 	sleep 0.2
 done
+if [[ $ready == 0 ]] || ! kill -0 "$PID" 2>/dev/null; then
+	echo "churn.sh: fedgate did not become ready; its log:" >&2
+	cat "$TMP/log" >&2
+	exit 1
+fi
 
 # A scrape a second, as a central Prometheus would (more often).
 (
@@ -83,14 +90,21 @@ metric() { curl -s "http://$INTERNAL/metrics" | awk -v n="$1" '$1 == n { print $
 printf '%-5s %8s %6s %8s %7s %8s %7s %7s\n' wave series tables symbols sym_mb moved rss_mb hwm_mb
 failed=0
 for ((k = 0; k < WAVES; k++)); do
+	# The warmup round creates the wave's series: its refusals are
+	# reported apart from the measured round's errors.
 	if ! taskset -c "$LOADGEN_CPU" "$TMP/bin/loadgen" -url="http://$PUBLIC/api/v1/write" -auth=bearer -tenants="$TENANTS" \
 		-series-per-tenant=$((SERIES_PER_TENANT + k)) -series-per-request=2000 -concurrency=4 -rounds=1 -warmup-rounds=1 \
-		-interval=1s >"$TMP/loadgen" 2>&1 || ! grep -q ' errors=0 ' "$TMP/loadgen"; then
+		-interval=1s >"$TMP/loadgen" 2>&1 || ! grep -q ' errors=0 ' "$TMP/loadgen" || grep -q '^warmup: first error' "$TMP/loadgen"; then
 		echo "churn.sh: wave $k failed:" >&2
 		tail -3 "$TMP/loadgen" >&2
 		failed=1
 	fi
 	sleep "$PAUSE"
+	if ! kill -0 "$PID" 2>/dev/null; then
+		echo "churn.sh: fedgate exited after wave $k; its log:" >&2
+		tail -20 "$TMP/log" >&2
+		exit 1
+	fi
 	printf '%-5d %8.0f %6.0f %8.0f %7.2f %8.0f %7.1f %7.1f\n' "$k" "$(metric fedgate_head_series)" \
 		"$(metric fedgate_head_symbol_tables)" "$(metric fedgate_head_symbols)" \
 		"$(awk -v b="$(metric fedgate_head_symbol_bytes)" 'BEGIN { print b / 1048576 }')" \
@@ -98,6 +112,15 @@ for ((k = 0; k < WAVES; k++)); do
 		"$(awk '/^VmRSS/ { print $2 / 1024 }' /proc/$PID/status)" "$(awk '/^VmHWM/ { print $2 / 1024 }' /proc/$PID/status)"
 done
 echo "federate answers: $(sort "$TMP/federate" | uniq -c | awk '{ printf "%s x%s ", $2, $1 }')"
+if grep -qv '^200$' "$TMP/federate"; then
+	echo "churn.sh: a /federate did not answer 200" >&2
+	failed=1
+fi
+if ! kill -0 "$PID" 2>/dev/null; then
+	echo "churn.sh: fedgate exited; its log:" >&2
+	tail -20 "$TMP/log" >&2
+	failed=1
+fi
 if grep -qi panic "$TMP/log"; then
 	echo "churn.sh: fedgate logged a panic:" >&2
 	grep -i -A5 panic "$TMP/log" >&2

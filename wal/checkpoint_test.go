@@ -515,7 +515,7 @@ func TestFailedCheckpointStillRemovesExpired(t *testing.T) {
 // a checkpoint that finds them there, keeping their refs and samples,
 // through a replay too; the tables they leave go.
 func TestCheckpointMovesSeriesOffSparseSymbolTables(t *testing.T) {
-	defer head.SwapSymbolTables(64)()
+	t.Cleanup(head.SwapSymbolTables(64)) // first, so that it runs last
 	e := newEnv(t)
 	st, hd, reg := e.open()
 	now := e.clock.t.UnixMilli()
@@ -548,18 +548,20 @@ func TestCheckpointMovesSeriesOffSparseSymbolTables(t *testing.T) {
 		t.Fatalf("%d symbol tables after %d new series: none filled", filled, n)
 	}
 
-	// A retention on, the others expire (and the checkpoint sees the full
-	// tables are no longer current); another, and the lasting ones are
-	// all those tables hold.
-	var later int64
-	for range 2 {
-		e.clock.t = e.clock.t.Add(11 * time.Minute)
-		later = e.clock.t.UnixMilli()
-		push(later, false)
-		mustCheckpoint(t, st)
-	}
-	push(later+1, false)
+	// A retention on, the others expire, and the checkpoint sees the full
+	// tables made way for new ones; another retention on, the lasting
+	// series are all those tables hold, and the checkpoint moves them.
+	e.clock.t = e.clock.t.Add(11 * time.Minute)
+	later := e.clock.t.UnixMilli()
+	push(later, false)
+	mustCheckpoint(t, st)
+	e.clock.t = e.clock.t.Add(11 * time.Minute)
+	later = e.clock.t.UnixMilli()
+	push(later, false)
 	before := lasting(hd)
+	if moved := counterValue(t, reg, "fedgate_head_series_moved_total"); moved != 0 {
+		t.Fatalf("%v series moved before a retention passed", moved)
+	}
 	mustCheckpoint(t, st) // moves the lasting ones
 	moved := counterValue(t, reg, "fedgate_head_series_moved_total")
 	after, _, _ := head.SymbolStats()
@@ -571,12 +573,12 @@ func TestCheckpointMovesSeriesOffSparseSymbolTables(t *testing.T) {
 	}
 	// The next checkpoint is written from the moved series, after new
 	// samples went to them.
-	push(later+2, false)
+	push(later+1, false)
 	mustCheckpoint(t, st)
 	before = lasting(hd)
 	for _, v := range before {
-		if v[1] != later+2 {
-			t.Fatalf("a moved series holds %d after a push at %d", v[1], later+2)
+		if v[1] != later+1 {
+			t.Fatalf("a moved series holds %d after a push at %d", v[1], later+1)
 		}
 	}
 	st.Close()

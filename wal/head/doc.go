@@ -53,7 +53,8 @@
 //     filter of sightings, stay). With no slot free, new strings are
 //     literals, so memory per series is never more than without symbols,
 //     plus the tables.
-//   - A table counts the held series that name it. A table that is not
+//   - A table counts the held series that name it (a Head dropped with
+//     series held, as tests and benchmarks do, leaves them counted). A table that is not
 //     current and names none is retired, its slot freed, once every
 //     SymbolPin taken before that was seen has been released, and if no
 //     series was made on it meanwhile (its maker may have got it just

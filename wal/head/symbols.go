@@ -108,6 +108,7 @@ func (g *tables) forNew() *symtab {
 	for slot := range g.slots {
 		if g.slots[slot].Load() == nil {
 			t.dropIndex()
+			t.rolled.Store(true) // before the new table is in a slot
 			return g.open(slot)
 		}
 	}
@@ -162,49 +163,65 @@ func (g *tables) retire() {
 // table, so that it can be retired.
 const sparseShare = 4
 
-// sparse returns the slots of the tables that are not current, that a
-// call first saw not current at least wait milliseconds before now (head
-// time; the first call to see one records when), and that hold some
-// series, but no more than 1/sparseShare of those made on them.
-func (g *tables) sparse(now, wait int64) (slots uint8) {
-	cur := g.current.Load()
+// sparse returns the tables that made way for a new one, that a call
+// first saw so at least wait milliseconds before now (head time; the first
+// call to see one records when), and that hold some series, but no more
+// than 1/sparseShare of those made on them.
+func (g *tables) sparse(now, wait int64) (m SparseTables) {
 	for slot := range g.slots {
 		t := g.slots[slot].Load()
-		if t == nil || t == cur {
+		if t == nil || !t.rolled.Load() {
 			continue
 		}
-		if since := t.stopped.Load(); since == 0 || now-since < wait {
-			if since == 0 {
-				t.stopped.CompareAndSwap(0, now)
+		if !t.seenRolled.Load() {
+			if t.stoppedMu.TryLock() { // one caller records it
+				if !t.seenRolled.Load() {
+					t.stopped = now
+					t.seenRolled.Store(true)
+				}
+				t.stoppedMu.Unlock()
 			}
 			continue
 		}
-		m := t.made.Load()
-		if held := uint64(uint32(m)); held > 0 && held*sparseShare <= m>>32 {
-			slots |= 1 << slot
+		if now-t.stopped < wait {
+			continue
+		}
+		if made := t.made.Load(); uint64(uint32(made)) > 0 && uint64(uint32(made))*sparseShare <= made>>32 {
+			m.slots |= 1 << slot
+			m.serials[slot] = t.serial
 		}
 	}
-	return slots
+	return m
 }
 
 // SparseTables names the symbol tables whose series are to be moved: see
 // Sparse.
-type SparseTables uint8
+type SparseTables struct {
+	slots   uint8
+	serials [maxTables]uint32 // of the tables in slots
+}
 
 // Sparse returns the symbol tables that stopped being current at least a
 // retention ago and still hold some series, but no more than
 // 1/sparseShare of those made on them: their series are moved to the
 // current table (GCChunk, MoveSeries), so that they can be retired. The
 // retention lets the series that churned expire first, so that only
-// series still pushed are moved. It is when the head's walks first see a
-// table is not current that starts the wait.
+// series still pushed are moved. The wait starts when a walk first sees
+// that a table made way for a new one, by the clock of that walk's head
+// (the tables are the process's, the clocks its heads': one, outside
+// tests).
 func (h *Head) Sparse() SparseTables {
-	return SparseTables(symbols.sparse(h.now().UnixMilli(), h.retention.Milliseconds()))
+	return symbols.sparse(h.now().UnixMilli(), h.retention.Milliseconds())
 }
 
 // Holds reports whether s names one of the tables.
 func (m SparseTables) Holds(s *Series) bool {
-	return m != 0 && m&(1<<(s.flags.Load()>>slotShift%maxTables)) != 0
+	if m.slots == 0 {
+		return false
+	}
+	f := s.flags.Load()
+	slot := f >> slotShift % maxTables
+	return m.slots&(1<<slot) != 0 && m.serials[slot] == f>>serialShift
 }
 
 // RetireSymbolTables retires the tables that may go (see retire): a
@@ -218,9 +235,17 @@ func RetireSymbolTables() { symbols.retire() }
 // the swap may be read until the old tables are back, nor a series made
 // after it once they are.
 func SwapSymbolTables(n int) (restore func()) {
+	if SymbolPinsHeld() != 0 {
+		panic("head: symbol tables swapped while pinned")
+	}
 	old := symbols
 	symbols = newTables(n, maxSymbolBytes)
-	return func() { symbols = old }
+	return func() {
+		if SymbolPinsHeld() != 0 {
+			panic("head: symbol tables put back while pinned")
+		}
+		symbols = old
+	}
 }
 
 // stats returns the number of live tables, and the symbols and bytes they
@@ -302,9 +327,11 @@ type symtab struct {
 	_    [64]byte
 	made atomic.Uint64
 	_    [56]byte
-	// stopped is when (head time, ms) a walk first saw it was no longer
-	// current; 0: not yet.
-	stopped atomic.Int64
+	// rolled is set when it makes way for a new table; seenRolled when a
+	// walk (sparse) first saw that, at stopped (head time, ms).
+	rolled, seenRolled atomic.Bool
+	stoppedMu          sync.Mutex
+	stopped            int64
 
 	// Bounds, maxSymbols and maxSymbolBytes but for tests.
 	maxN, maxBytes int

@@ -466,12 +466,12 @@ func TestSparseTableSeriesMoved(t *testing.T) {
 	a.SetBase(7)
 	h.Remove(old[2:])
 	h.GC() // sees that the first table is no longer current
-	if a.Removed() || h.Sparse() != 0 {
+	if a.Removed() || h.Sparse().slots != 0 {
 		t.Fatal("series moved before a retention passed since their table stopped being current")
 	}
 	now = later(t, h, c) // a and b are still pushed
-	if h.Sparse() != SparseTables(1<<first.slot) {
-		t.Fatalf("sparse tables %b, want the first's slot %d", h.Sparse(), first.slot)
+	if sp := h.Sparse(); sp.slots != 1<<first.slot || !sp.Holds(a) {
+		t.Fatalf("sparse tables %b, want the first's slot %d", sp.slots, first.slot)
 	}
 	before := h.NumSeries()
 
@@ -609,5 +609,48 @@ func TestMovedSeriesFoundByRef(t *testing.T) {
 	h.Remove([]*Series{a})
 	if h.NumSeries() != n-1 || !na.Removed() {
 		t.Fatal("Remove of a moved series left its replacement")
+	}
+}
+
+// TestSparseWaitsFromTheRollover: a table is sparse only a wait after a
+// walk first saw it make way for a new one, whatever the walks saw while
+// the new one was being put in place; and only for series of that very
+// table, not of a later one in its slot.
+func TestSparseWaitsFromTheRollover(t *testing.T) {
+	g := newTables(4, maxSymbolBytes)
+	t0 := g.forNew()
+	for i := 0; !t0.full.Load(); i++ {
+		for range admitAt {
+			t0.intern(fmt.Sprint("v", i))
+		}
+	}
+	for range 8 {
+		t0.counted()
+	}
+	for range 7 {
+		t0.uncounted() // one of the eight is held
+	}
+	if sp := g.sparse(1000, 10); sp.slots != 0 || t0.seenRolled.Load() {
+		t.Fatal("a current table seen as made way")
+	}
+	t1 := g.forNew()
+	g.current.Store(t0) // as between open's two stores
+	g.sparse(1000, 10)
+	g.current.Store(t1)
+	if t1.seenRolled.Load() || !t0.seenRolled.Load() {
+		t.Fatal("the stop recorded for the new table, or not for the old")
+	}
+	if sp := g.sparse(1009, 10); sp.slots != 0 {
+		t.Fatal("sparse before the wait")
+	}
+	sp := g.sparse(1010, 10)
+	if sp.slots != 1<<t0.slot {
+		t.Fatalf("sparse slots %b after the wait, want %b", sp.slots, 1<<t0.slot)
+	}
+	var s, later Series
+	s.flags.Store(t0.tag())
+	later.flags.Store(t0.tag() + 1<<serialShift) // a later table in t0's slot
+	if !sp.Holds(&s) || sp.Holds(&later) {
+		t.Fatal("Holds does not go by the table's serial")
 	}
 }
