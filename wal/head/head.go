@@ -815,6 +815,12 @@ func (h *Head) GCChunk(c int, barrier sync.Locker) {
 // caller that has found the expired series on a walk of its own (the WAL's
 // checkpoint reads every series anyway).
 func (h *Head) RemoveExpired(ss []*Series, barrier sync.Locker) {
+	h.withStripes(ss, barrier, h.removeExpired)
+}
+
+// withStripes calls fn with ss, each with its stripe, and the head's
+// MinTime, holding barrier (if not nil); with no series, it does nothing.
+func (h *Head) withStripes(ss []*Series, barrier sync.Locker, fn func(ss []stripeSeries, minT int64)) {
 	if len(ss) == 0 {
 		return
 	}
@@ -826,7 +832,7 @@ func (h *Head) RemoveExpired(ss []*Series, barrier sync.Locker) {
 		barrier.Lock()
 		defer barrier.Unlock()
 	}
-	h.removeExpired(found, h.MinTime())
+	fn(found, h.MinTime())
 }
 
 // stripeSeries is a series and the stripe it was found in.
@@ -861,18 +867,7 @@ const MoveChunk = 512
 // found them on a walk of its own (the WAL's checkpoint), and passes at
 // most MoveChunk at a time.
 func (h *Head) MoveSeries(ss []*Series, barrier sync.Locker) {
-	if len(ss) == 0 {
-		return
-	}
-	found := make([]stripeSeries, len(ss))
-	for i, s := range ss {
-		found[i] = stripeSeries{&h.stripes[s.hash&(stripeCount-1)], s}
-	}
-	if barrier != nil {
-		barrier.Lock()
-		defer barrier.Unlock()
-	}
-	h.moveSeries(found, h.MinTime())
+	h.withStripes(ss, barrier, h.moveSeries)
 }
 
 // moveSeries moves those of ss, found naming a sparse symbol table, that

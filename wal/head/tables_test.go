@@ -440,24 +440,35 @@ func benchmarkPodChurn(b *testing.B, lastEvery int) {
 	runtime.KeepAlive(prev)
 }
 
-// TestSparseTableSeriesMoved: the few series still held on a table whose
-// others are gone are moved to the current table, keeping their ref,
-// labels, sample, log marks, family and memo entry; the old table is then
-// retired, and Remove of a moved series removes its replacement.
-func TestSparseTableSeriesMoved(t *testing.T) {
-	g := smallTables(t, 16)
-	h, c := newTestHead(t)
+// pastFirstTable makes a head and symbol tables of 16 symbols, and pushes
+// churnLabels(i) for i from 0 (under memo key i+1, value i) until the first table
+// has made way for a second; it returns the series on the first.
+func pastFirstTable(t *testing.T) (g *tables, h *Head, c *clock, first *symtab, old []*Series) {
+	t.Helper()
+	g = smallTables(t, 16)
+	h, c = newTestHead(t)
 	now := c.t.UnixMilli()
-	first := g.current.Load()
+	first = g.current.Load()
 	for i := range 40 {
 		appendKeyed(t, h, "a", churnLabels(i), uint64(i+1), nil, Sample{now, float64(i)})
 	}
-	var old []*Series
+	if g.current.Load() == first {
+		t.Fatal("no rollover")
+	}
 	for _, s := range h.AppendAllSeries(nil) {
 		if tableOf(s) == first {
 			old = append(old, s)
 		}
 	}
+	return g, h, c, first, old
+}
+
+// TestSparseTableSeriesMoved: the few series still held on a table whose
+// others are gone are moved to the current table, keeping their ref,
+// labels, sample, log marks, family and memo entry; the old table is then
+// retired, and Remove of a moved series removes its replacement.
+func TestSparseTableSeriesMoved(t *testing.T) {
+	g, h, c, first, old := pastFirstTable(t)
 	if len(old) < 2*sparseShare {
 		t.Fatalf("%d series on the first table, too few to test", len(old))
 	}
@@ -469,7 +480,7 @@ func TestSparseTableSeriesMoved(t *testing.T) {
 	if a.Removed() || h.Sparse().slots != 0 {
 		t.Fatal("series moved before a retention passed since their table stopped being current")
 	}
-	now = later(t, h, c) // a and b are still pushed
+	now := later(t, h, c) // a and b are still pushed
 	if sp := h.Sparse(); sp.slots != 1<<first.slot || !sp.Holds(a) {
 		t.Fatalf("sparse tables %b, want the first's slot %d", sp.slots, first.slot)
 	}
@@ -536,22 +547,7 @@ func TestSparseTableSeriesMoved(t *testing.T) {
 // TestDenseTableSeriesStay: a table that is not current but still holds
 // most of the series made on it is left alone.
 func TestDenseTableSeriesStay(t *testing.T) {
-	g := smallTables(t, 16)
-	h, c := newTestHead(t)
-	now := c.t.UnixMilli()
-	first := g.current.Load()
-	for i := range 40 {
-		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
-	}
-	var old []*Series
-	for _, s := range h.AppendAllSeries(nil) {
-		if tableOf(s) == first {
-			old = append(old, s)
-		}
-	}
-	if g.current.Load() == first {
-		t.Fatal("no rollover")
-	}
+	_, h, c, _, old := pastFirstTable(t)
 	h.Remove(old[:len(old)/2])
 	h.GC()
 	later(t, h, c)
@@ -567,26 +563,14 @@ func TestDenseTableSeriesStay(t *testing.T) {
 // series that replaced it, and for nothing once that is gone, even if a
 // series of the same labels is made again.
 func TestMovedSeriesFoundByRef(t *testing.T) {
-	g := smallTables(t, 16)
-	h, c := newTestHead(t)
-	now := c.t.UnixMilli()
-	first := g.current.Load()
-	for i := range 40 {
-		appendOne(t, h, "a", churnLabels(i), Sample{now, 1})
-	}
-	var old []*Series
-	for _, s := range h.AppendAllSeries(nil) {
-		if tableOf(s) == first {
-			old = append(old, s)
-		}
-	}
+	_, h, c, _, old := pastFirstTable(t)
 	h.Remove(old[2:])
 	a, b := old[0], old[1]
 	if h.Held(a) != a {
 		t.Fatal("a held series is not its own")
 	}
 	h.GC()
-	now = later(t, h, c)
+	now := later(t, h, c)
 	pin := PinSymbols()
 	defer pin.Release()
 	h.GC()
