@@ -25,7 +25,8 @@ import (
 // path, /federate scrapes and checkpoints run at once and move the lasting
 // series off sparse tables (-race checks the orderings). A reader without
 // a pin on a series whose table is retired panics (without the write
-// path's pin, this test failed in each of five runs); every push must be
+// path's pin, this test failed in each of five runs; /federate's pin is
+// tested by TestFederatePinsTheSeriesItWrites); every push must be
 // answered 204 and every scrape 200 with only well-formed series; the
 // lasting series must be held throughout, and the tables never exceed
 // their bound.
