@@ -108,7 +108,7 @@ func (g *tables) forNew() *symtab {
 	for slot := range g.slots {
 		if g.slots[slot].Load() == nil {
 			t.dropIndex()
-			t.rolled.Store(true) // before the new table is in a slot
+			t.rolled = true // before the new table is in a slot
 			return g.open(slot)
 		}
 	}
@@ -168,25 +168,21 @@ const sparseShare = 4
 // call to see one records when), and that hold some series, but no more
 // than 1/sparseShare of those made on them.
 func (g *tables) sparse(now, wait int64) (m SparseTables) {
+	g.mu.Lock() // walks call it, a few times each
+	defer g.mu.Unlock()
 	for slot := range g.slots {
 		t := g.slots[slot].Load()
-		if t == nil || !t.rolled.Load() {
+		switch {
+		case t == nil || !t.rolled:
+			continue
+		case !t.seenRolled:
+			t.stopped, t.seenRolled = now, true
+			continue
+		case now-t.stopped < wait:
 			continue
 		}
-		if !t.seenRolled.Load() {
-			if t.stoppedMu.TryLock() { // one caller records it
-				if !t.seenRolled.Load() {
-					t.stopped = now
-					t.seenRolled.Store(true)
-				}
-				t.stoppedMu.Unlock()
-			}
-			continue
-		}
-		if now-t.stopped < wait {
-			continue
-		}
-		if made := t.made.Load(); uint64(uint32(made)) > 0 && uint64(uint32(made))*sparseShare <= made>>32 {
+		made := t.made.Load()
+		if held := uint64(uint32(made)); held > 0 && held*sparseShare <= made>>32 {
 			m.slots |= 1 << slot
 			m.serials[slot] = t.serial
 		}
@@ -328,9 +324,9 @@ type symtab struct {
 	made atomic.Uint64
 	_    [56]byte
 	// rolled is set when it makes way for a new table; seenRolled when a
-	// walk (sparse) first saw that, at stopped (head time, ms).
-	rolled, seenRolled atomic.Bool
-	stoppedMu          sync.Mutex
+	// walk (sparse) first saw that, at stopped (head time, ms). Guarded by
+	// its tables' mu.
+	rolled, seenRolled bool
 	stopped            int64
 
 	// Bounds, maxSymbols and maxSymbolBytes but for tests.

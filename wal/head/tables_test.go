@@ -614,14 +614,14 @@ func TestSparseWaitsFromTheRollover(t *testing.T) {
 	for range 7 {
 		t0.uncounted() // one of the eight is held
 	}
-	if sp := g.sparse(1000, 10); sp.slots != 0 || t0.seenRolled.Load() {
+	if sp := g.sparse(1000, 10); sp.slots != 0 || t0.seenRolled {
 		t.Fatal("a current table seen as made way")
 	}
 	t1 := g.forNew()
 	g.current.Store(t0) // as between open's two stores
 	g.sparse(1000, 10)
 	g.current.Store(t1)
-	if t1.seenRolled.Load() || !t0.seenRolled.Load() {
+	if t1.seenRolled || !t0.seenRolled {
 		t.Fatal("the stop recorded for the new table, or not for the old")
 	}
 	if sp := g.sparse(1009, 10); sp.slots != 0 {
