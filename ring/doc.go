@@ -31,7 +31,11 @@
 // validated and relabeled, to the owner's PeerPath (PeerHandler, internal
 // listener, shared secret), synchronously, answering with the owner's
 // verdict. Router.Handoff moves the held series of tenants this instance no
-// longer owns to their new owner. The batch format is drawn in wire.go.
+// longer owns to their new owner: it forwards each series' newest sample,
+// then drops the series here unless a push that took this instance for
+// the owner before the ring changed has committed a newer sample since,
+// which the next handoff forwards (an answered sample is never dropped).
+// The batch format is drawn in wire.go.
 //
 // With DNS discovery, a typical start:
 //

@@ -200,7 +200,78 @@ func TestForwardFailures(t *testing.T) {
 
 type headDropper struct{ h *head.Head }
 
-func (d headDropper) Drop(ss []*head.Series) error { d.h.Remove(ss); return nil }
+func (d headDropper) Drop(ss []*head.Series, ts []int64) (int, error) {
+	gone := d.h.AppendUnchanged(nil, ss, ts)
+	d.h.Remove(gone)
+	return len(gone), nil
+}
+
+// pushingDropper commits push to the head before it drops: an Append that
+// took this instance for the tenant's owner before the ring changed, and
+// committed while the handoff forwarded.
+type pushingDropper struct {
+	headDropper
+	push *head.Batch
+}
+
+func (d *pushingDropper) Drop(ss []*head.Series, ts []int64) (int, error) {
+	if d.push != nil {
+		if err := d.h.Append(context.Background(), d.push); err != nil {
+			return 0, err
+		}
+		d.push = nil
+	}
+	return d.headDropper.Drop(ss, ts)
+}
+
+// TestHandoffKeepsASamplePushedWhileItRan: a sample committed here after
+// the handoff read the one it forwarded is not dropped with its series;
+// the next handoff forwards it.
+func TestHandoffKeepsASamplePushedWhileItRan(t *testing.T) {
+	insts := newInstances(t, 2, "peer-secret")
+	ctx := context.Background()
+	solo, _ := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
+	grown := insts[0].cur.Store(solo)
+	tenant := ""
+	for k := 0; tenant == ""; k++ {
+		if owner, _ := grown.Owner(fmt.Sprintf("cluster-%d", k)); owner.Name == "gw-1" {
+			tenant = fmt.Sprintf("cluster-%d", k)
+		}
+	}
+	if err := insts[0].router.Append(ctx, testBatch(tenant, 3)); err != nil {
+		t.Fatal(err)
+	}
+	insts[0].cur.Store(grown)
+	newer := testBatch(tenant, 3)
+	newer.Series = newer.Series[1:2]
+	newer.Series[0].Samples = []head.Sample{{T: 1_700_000_001_000, V: 42}}
+
+	drop := &pushingDropper{headDropper{insts[0].head}, newer}
+	if n, err := insts[0].router.Handoff(ctx, insts[0].head, drop, func(string) int { return 0 }); n != 2 || err != nil {
+		t.Fatalf("handoff moved %d (%v), want the 2 series not pushed meanwhile", n, err)
+	}
+	latest := func(h *head.Head) (n int, t int64, v float64) {
+		for _, s := range h.AppendFamily(nil, "up") {
+			if it := s.Iter(); it.Get("i") == "1" {
+				t, v = s.Latest()
+			}
+			n++
+		}
+		return n, t, v
+	}
+	if n, tm, v := latest(insts[0].head); n != 1 || tm != 1_700_000_001_000 || v != 42 {
+		t.Fatalf("gw-0 holds %d series, series 1 at %d = %v; want it alone, with the sample pushed meanwhile", n, tm, v)
+	}
+	if n, err := insts[0].router.Handoff(ctx, insts[0].head, headDropper{insts[0].head}, func(string) int { return 0 }); n != 1 || err != nil {
+		t.Fatalf("second handoff moved %d (%v), want 1", n, err)
+	}
+	if n, tm, v := latest(insts[1].head); n != 3 || tm != 1_700_000_001_000 || v != 42 {
+		t.Fatalf("gw-1 holds %d series, series 1 at %d = %v; want 3, series 1 with the sample pushed meanwhile", n, tm, v)
+	}
+	if n := insts[0].head.NumSeries(); n != 0 {
+		t.Fatalf("gw-0 still holds %d series", n)
+	}
+}
 
 // TestHandoffOnGrowth: gw-0 holds every tenant; gw-1 joins at the end;
 // the tenants that move are handed to gw-1 and leave gw-0, the rest stay.

@@ -19,9 +19,11 @@ type HandoffSource interface {
 	Held(s *head.Series) *head.Series
 }
 
-// Dropper removes handed-off series from the local store, durably.
+// Dropper removes handed-off series from the local store, durably: those
+// of ss whose newest sample is still at ts[i], the one forwarded (see
+// wal.Storage.Drop). It returns how many it removed.
 type Dropper interface {
-	Drop(ss []*head.Series) error
+	Drop(ss []*head.Series, ts []int64) (int, error)
 }
 
 // handoffBatch is how many series go to a new owner in one forward.
@@ -74,13 +76,14 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 			chunk := ss[:n]
 			ss = ss[n:]
 			b := &head.Batch{Tenant: tenant, MaxSeries: maxSeries(tenant), Series: make([]head.BatchSeries, 0, n)}
-			held := chunk[:0]
+			held, ts := chunk[:0], make([]int64, 0, n)
 			for _, s := range chunk {
 				if s = src.Held(s); s == nil {
 					continue // expired since it was found
 				}
 				held = append(held, s)
 				t, v := s.Latest()
+				ts = append(ts, t)
 				b.Series = append(b.Series, head.BatchSeries{Labels: s.AppendLabels(nil), Samples: []head.Sample{{T: t, V: v}}})
 			}
 			if chunk = held; len(chunk) == 0 {
@@ -95,15 +98,18 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 				break // this tenant stays here for now
 			}
 			// Handed off (series the new owner refuses by its limit are
-			// the owner's call, as for a push): drop them here.
-			if err := drop.Drop(chunk); err != nil {
+			// the owner's call, as for a push): drop them here, but for
+			// those pushed here since (see Dropper); the next handoff
+			// forwards their newer samples.
+			dropped, err := drop.Drop(chunk, ts)
+			if err != nil {
 				if firstErr == nil {
 					firstErr = fmt.Errorf("drop tenant %q's handed-off series: %w", tenant, err)
 				}
 				break
 			}
-			moved += len(chunk)
-			r.metrics.handoff.Add(float64(len(chunk)))
+			moved += dropped
+			r.metrics.handoff.Add(float64(dropped))
 		}
 	}
 	return moved, firstErr

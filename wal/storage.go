@@ -958,22 +958,31 @@ func (s *Storage) Run(ctx context.Context) {
 	}
 }
 
-// Drop removes series from the head (their tenant moved to another
-// instance), under the barrier so that no Append is between its Prepare
-// and Commit. A tombstones record is synced first, so that replay removes
-// them again; if it cannot be written they stay, and the caller retries.
-func (s *Storage) Drop(ss []*head.Series) error {
+// Drop removes the series of ss whose newest sample is still at ts[i]
+// (their tenant moved to another instance, which now has that sample) and
+// returns how many it removed. It works under the barrier, so that no
+// Append is between its Prepare and Commit: an Append that decided this
+// instance owned the tenant before the ring changed may have committed a
+// newer sample, and been answered, since the handoff read ts; such a
+// series stays, for a later handoff to forward. A tombstones record is
+// synced first, so that replay removes them again; if it cannot be written
+// they all stay, and the caller retries.
+func (s *Storage) Drop(ss []*head.Series, ts []int64) (int, error) {
 	if len(ss) == 0 {
-		return nil
+		return 0, nil
 	}
 	s.cutMu.Lock()
 	defer s.cutMu.Unlock()
-	if err := s.log.commit(appendTombstones(nil, ss)); err != nil {
-		return fmt.Errorf("wal: %w", err)
+	gone := s.head.AppendUnchanged(nil, ss, ts)
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	if err := s.log.commit(appendTombstones(nil, gone)); err != nil {
+		return 0, fmt.Errorf("wal: %w", err)
 	}
 	s.m.recordsWritten.Inc()
-	s.head.Remove(ss)
-	return nil
+	s.head.Remove(gone)
+	return len(gone), nil
 }
 
 // Close stops taking Appends and closes the open segment. Appends still

@@ -82,13 +82,16 @@ func mustAppend(t *testing.T, st *Storage, b *head.Batch) {
 func dropTenant(t *testing.T, st *Storage, hd *head.Head, tenant string) {
 	t.Helper()
 	var gone []*head.Series
+	var ts []int64
 	for _, s := range hd.AppendAllSeries(nil) {
 		if s.Tenant() == tenant {
 			gone = append(gone, s)
+			t, _ := s.Latest()
+			ts = append(ts, t)
 		}
 	}
-	if err := st.Drop(gone); err != nil {
-		t.Fatal(err)
+	if n, err := st.Drop(gone, ts); err != nil || n != len(gone) {
+		t.Fatalf("dropped %d of %d series (%v)", n, len(gone), err)
 	}
 }
 
@@ -379,6 +382,35 @@ func TestDroppedSeriesStayDropped(t *testing.T) {
 	if got := held(hd2, "moved", 0); got != now+1 {
 		t.Fatalf("the series written again after its drop holds %d, want %d", got, now+1)
 	}
+}
+
+// TestDropKeepsASeriesPushedSince: a series given a newer sample after
+// the handoff read the one it forwarded is not dropped, nor tombstoned:
+// that push was answered, and the next handoff forwards it.
+func TestDropKeepsASeriesPushedSince(t *testing.T) {
+	e := newEnv(t)
+	st, hd, _ := e.open()
+	now := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("moved", 0, 3, now))
+	ss := hd.AppendAllSeries(nil)
+	ts := make([]int64, len(ss))
+	for i, s := range ss {
+		ts[i], _ = s.Latest()
+	}
+	mustAppend(t, st, batch("moved", 1, 2, now+1)) // pushed while the handoff forwarded
+	if n, err := st.Drop(ss, ts); err != nil || n != 2 {
+		t.Fatalf("dropped %d series (%v), want the 2 not pushed since", n, err)
+	}
+	check := func(hd *head.Head, when string) {
+		t.Helper()
+		if got := [3]int64{held(hd, "moved", 0), held(hd, "moved", 1), held(hd, "moved", 2)}; got != [3]int64{-1, now + 1, -1} {
+			t.Fatalf("%s: series hold %v, want only series 1, at %d", when, got, now+1)
+		}
+	}
+	check(hd, "after the drop")
+	st.Close()
+	_, hd2, _ := e.open()
+	check(hd2, "after replay")
 }
 
 // TestLabelsAreReleasedBeforeTheSync pins head.Batch.ReleaseLabels: Append

@@ -939,6 +939,24 @@ func (h *Head) Remove(ss []*Series) {
 	h.uncount(removed)
 }
 
+// AppendUnchanged appends to dst the series held in the place of each
+// ss[i] (see Held) whose newest sample is still at ts[i], and returns it:
+// those a handoff may drop once it has forwarded that sample. A series
+// given a newer sample since was pushed while the handoff ran, and that
+// push was answered; it stays for a later handoff to forward. The caller
+// keeps Commit from running meanwhile and holds a SymbolPin from before
+// it got ss.
+func (h *Head) AppendUnchanged(dst []*Series, ss []*Series, ts []int64) []*Series {
+	for i, s := range ss {
+		if s = h.Held(s); s != nil {
+			if t, _ := s.Latest(); t == ts[i] {
+				dst = append(dst, s)
+			}
+		}
+	}
+	return dst
+}
+
 // Held returns the series held in s's place: s if it is held, the series
 // that replaced it if it was moved to another symbol table (see "Label
 // storage" in the package documentation), else nil. The caller holds a
