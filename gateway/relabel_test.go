@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +104,24 @@ func TestPipelineInTheWritePath(t *testing.T) {
 				t.Error("cluster-b's series not held with only pod anonymized")
 			}
 		})
+	}
+}
+
+// TestPipelineRefusesDuplicateLabelNames: a name given twice is refused
+// with 400 for a tenant with a pipeline too, whose rules would otherwise
+// keep one of its values; with the memo on or off.
+func TestPipelineRefusesDuplicateLabelNames(t *testing.T) {
+	for _, cacheSize := range []int{0, 1024} {
+		h, hd, _ := newPipelineHandler(t, cacheSize)
+		for _, token := range []string{"token-a", "token-b"} {
+			body := encode(t, series(1, testNow.UnixMilli(), "__name__", "up", "job", "a", "job", "b"))
+			w := (post{body: body, token: token}).do(h)
+			if w.Code != 400 || !strings.Contains(w.Body.String(), `duplicate label name "job"`) {
+				t.Fatalf("relabel_cache_size=%d, %s: got %d %q, want 400 duplicate label name", cacheSize, token, w.Code, w.Body)
+			}
+		}
+		if n := hd.NumSeries(); n != 0 {
+			t.Fatalf("relabel_cache_size=%d: %d series stored", cacheSize, n)
+		}
 	}
 }

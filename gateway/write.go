@@ -686,6 +686,14 @@ func (set *Settings) resolve(st *writeState, tenant string, lim *config.Limits, 
 	var memoKey []byte
 	if pipe != nil {
 		sortLabels(ls) // a canonical input for the pipeline's memo
+		// The pipeline keeps one value of a name given twice: refused
+		// here, as packValid refuses it where there is no pipeline.
+		for i := 1; i < len(ls); i++ {
+			if ls[i].Name == ls[i-1].Name {
+				out.reason, out.msg = reasonDuplicateLabel, "duplicate label name "+quoteName(ls[i].Name)
+				return out
+			}
+		}
 		if memo = pipe.Memo(); memo != nil {
 			memoKey = pipe.Key(ls, &st.relabel)
 			if e, ok := memo.Lookup(memoKey); ok {
