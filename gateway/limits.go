@@ -48,6 +48,16 @@ func (b *bucket) admit(now time.Time, n, rate, burst float64, take bool) (bool, 
 	return false, time.Duration((need - b.tokens) / rate * float64(time.Second))
 }
 
+// refund gives back n tokens taken for samples that were not stored (the
+// store failed, or refused them by the series limit), up to the burst: a
+// sender retrying through an outage on this side must not find its bucket
+// drained by samples it never got stored.
+func (b *bucket) refund(n, burst float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tokens = math.Min(burst, b.tokens+n)
+}
+
 // tenantState is what the write path keeps per tenant across requests and
 // reloads: its bucket, what limited it, and when it last logged why.
 type tenantState struct {

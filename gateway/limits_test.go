@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -217,6 +218,50 @@ func TestSeriesLimitOverHTTP(t *testing.T) {
 	}
 	if st := e.h.TenantStats(); len(st) != 1 || st[0].SeriesLimitedSamples != 5 || st[0].LastLimited.IsZero() {
 		t.Errorf("tenant stats = %+v", st)
+	}
+}
+
+// failingStorage fails the first fail Appends, then stores in the head.
+type failingStorage struct {
+	hd   *head.Head
+	fail int
+}
+
+func (f *failingStorage) Append(ctx context.Context, b *head.Batch) error {
+	if f.fail > 0 {
+		f.fail--
+		return errors.New("disk on fire")
+	}
+	return f.hd.Append(ctx, b)
+}
+
+// TestRateIsGivenBackForWhatWasNotStored: samples charged to the bucket
+// but not stored, because the store failed or the series limit refused
+// them, are given back: a sender retrying through an outage on this side
+// does not find its bucket drained by them.
+func TestRateIsGivenBackForWhatWasNotStored(t *testing.T) {
+	fs := &failingStorage{fail: 1}
+	e := newLimitsEnv(t, rateConfig, WriteOptions{}, fs)
+	fs.hd = e.hd
+	if resp, body := e.push("ta", 0, 1000); resp.StatusCode != 503 || !strings.Contains(body, "disk on fire") {
+		t.Fatalf("failing store: %d %s", resp.StatusCode, body)
+	}
+	// The whole burst was charged and given back: the retry fits.
+	if resp, body := e.push("ta", 0, 1000); resp.StatusCode != 204 {
+		t.Fatalf("retry after the store recovered: %d %s", resp.StatusCode, body)
+	}
+
+	e = newLimitsEnv(t, "tenants: [{id: a, token: ta, limits: {max_series: 10, ingestion_rate: 1, ingestion_burst: 100}}]", WriteOptions{}, nil)
+	if resp, _ := e.push("ta", 0, 25); resp.StatusCode != 429 {
+		t.Fatalf("over the series limit: %d", resp.StatusCode)
+	}
+	// 25 charged, 15 of them refused by the limit and given back.
+	b := &e.h.tenants.get("a").bucket
+	b.mu.Lock()
+	tokens := b.tokens
+	b.mu.Unlock()
+	if tokens != 90 {
+		t.Fatalf("the bucket holds %v tokens after 10 samples stored, want 90", tokens)
 	}
 }
 

@@ -452,7 +452,8 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 	}
 	defer h.countDiscarded(ten, st)
 
-	// The whole request is charged to the bucket, or none of it is stored.
+	// The whole request is charged to the bucket, or none of it is stored;
+	// what is then not stored is given back.
 	ten.lastSamples.Store(int64(len(st.samples)))
 	if ok, wait := ten.bucket.admit(h.opts.Now(), float64(len(st.samples)), lim.IngestionRate, float64(lim.IngestionBurst), true); !ok {
 		st.discard(reasonRateLimited, len(st.samples))
@@ -466,6 +467,7 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 		var limited *head.SeriesLimitError
 		switch {
 		case errors.As(err, &limited):
+			ten.bucket.refund(float64(limited.Samples), float64(lim.IngestionBurst))
 			stored -= limited.Samples
 			st.discard(reasonSeriesLimit, limited.Samples)
 			ten.seriesLimited.Add(int64(limited.Samples))
@@ -475,6 +477,7 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 			// retention-scale pause, not at once.
 			return ten, &retryAfter{err: fmt.Errorf("%w (the other series of the request were stored)", err), after: time.Minute}
 		case err != nil:
+			ten.bucket.refund(float64(stored), float64(lim.IngestionBurst))
 			return ten, fmt.Errorf("store: %w", err)
 		}
 	}
