@@ -349,6 +349,31 @@ func TestRefIndexAndSetKeepFarRefs(t *testing.T) {
 	}
 }
 
+// TestRefIndexForgetsWhileEach: each visits every ref even when fn
+// forgets the refs it is given (as prune does), among them refs in the map
+// that a growing slice would have taken out of the map while each ranged
+// over it.
+func TestRefIndexForgetsWhileEach(t *testing.T) {
+	refs := []uint64{1_500_000, 1_500_001, 1_500_002, 1_500_003, 5, 1_040_000}
+	for round := range 20 { // map order varies
+		var idx refIndex
+		hd := head.New(head.Options{}, nil)
+		for i, r := range refs {
+			idx.set(r, hd.Restore(r, "t", labelsOf("t", i)))
+		}
+		seen := map[uint64]int{}
+		idx.each(func(r uint64, _ *head.Series) {
+			seen[r]++
+			idx.set(r, nil)
+		})
+		for _, r := range refs {
+			if seen[r] != 1 || idx.get(r) != nil {
+				t.Fatalf("round %d, ref %d: visited %d times, forgotten %v", round, r, seen[r], idx.get(r) == nil)
+			}
+		}
+	}
+}
+
 // TestDeltaReplayKeepsSeriesWithRefsPastAMillion: refs grow over a data
 // directory's life; a delta whose samples come in hash order, the first
 // far past the others, must not prune a live series.

@@ -284,6 +284,14 @@ type refIndex struct {
 }
 
 func (x *refIndex) set(ref uint64, s *head.Series) {
+	if s == nil { // forgetting never grows the slice: see each
+		if ref < uint64(len(x.dense)) {
+			x.dense[ref] = nil
+		} else {
+			delete(x.sparse, ref)
+		}
+		return
+	}
 	if ref >= uint64(len(x.dense)) && ref < 2*uint64(len(x.dense))+1<<20 {
 		n := max(2*len(x.dense), int(ref)+1)
 		x.dense = slices.Grow(x.dense, n-len(x.dense))[:n]
@@ -306,7 +314,9 @@ func (x *refIndex) set(ref uint64, s *head.Series) {
 	x.sparse[ref] = s
 }
 
-// each calls fn for every ref set; fn may set refs already met.
+// each calls fn for every ref set; fn may forget refs (set them to nil),
+// which moves no other: a set that grew the slice would move refs from the
+// map into it while each ranged over the map, and skip them.
 func (x *refIndex) each(fn func(ref uint64, s *head.Series)) {
 	for ref, s := range x.dense {
 		if s != nil {
