@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -29,6 +30,9 @@ type Options struct {
 
 	// createSegment opens a new segment file; tests inject failures here.
 	createSegment func(path string) (segmentFile, error)
+	// syncPath syncs a file or directory that replay found; tests watch
+	// it here.
+	syncPath func(path string) error
 }
 
 func (o *Options) defaults() {
@@ -40,6 +44,9 @@ func (o *Options) defaults() {
 	}
 	if o.createSegment == nil {
 		o.createSegment = createSegment
+	}
+	if o.syncPath == nil {
+		o.syncPath = syncDir // os.File.Sync: a directory or a file alike
 	}
 }
 
@@ -87,8 +94,14 @@ type appendState struct {
 func Open(dir string, hd *head.Head, opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, error) {
 	opts.defaults()
 	s := &Storage{dir: filepath.Join(dir, "wal"), head: hd, opts: opts, logger: logger, m: newMetrics(reg)}
+	_, statErr := os.Stat(s.dir)
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open wal: %w", err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) { // its name in dir must last as its files do
+		if err := s.opts.syncPath(dir); err != nil {
+			return nil, fmt.Errorf("open wal: %w", err)
+		}
 	}
 	s.pool.New = func() any { return new(appendState) }
 	return s, nil
@@ -171,6 +184,12 @@ func (s *Storage) Replay() error {
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
+	// A crash between a checkpoint's rename and the sync of the directory
+	// leaves a rename that may not last: made to, before anything is
+	// removed on its account.
+	if err := s.opts.syncPath(s.dir); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
 	var firstErr error
 	report := func(err error) {
 		s.m.corruptions.Inc()
@@ -236,6 +255,18 @@ func (s *Storage) Replay() error {
 			continue
 		}
 		report(err) // damage in an older file, or an I/O error: never cut
+	}
+	// A crash between a write and its fdatasync leaves bytes in the page
+	// cache, which were read above as any others. They must be on disk
+	// before anything is acknowledged on their account: a series record
+	// among them, say, spares later pushes of the series their own.
+	for _, seg := range segs {
+		if seg <= cp && !cpBad {
+			continue // removed above
+		}
+		if err := s.opts.syncPath(filepath.Join(s.dir, segmentName(seg))); err != nil {
+			return fmt.Errorf("replay: sync %s: %w", segmentName(seg), err)
+		}
 	}
 
 	// A checkpoint holds the series found expired on its walk (see

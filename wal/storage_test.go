@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -381,6 +383,47 @@ func TestDroppedSeriesStayDropped(t *testing.T) {
 	}
 	if got := held(hd2, "moved", 0); got != now+1 {
 		t.Fatalf("the series written again after its drop holds %d, want %d", got, now+1)
+	}
+}
+
+// TestReplaySyncsWhatItRead: a new log's directory entry is synced; replay
+// syncs the directory before it removes anything, and every segment it
+// read before it is ready, since a crash may have left their last writes
+// in the page cache only.
+func TestReplaySyncsWhatItRead(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	var synced []string
+	e.opts.syncPath = func(path string) error {
+		mu.Lock()
+		synced = append(synced, path)
+		mu.Unlock()
+		return syncDir(path)
+	}
+	st, _, _ := e.open()
+	walDir := filepath.Join(e.dir, "wal")
+	if want := []string{e.dir, walDir}; !slices.Equal(synced, want) {
+		t.Fatalf("a new log synced %q, want %q", synced, want)
+	}
+	now := e.clock.t.UnixMilli()
+	mustAppend(t, st, batch("a", 0, 5, now))
+	st.Close()
+	segs, _, err := st.listDir()
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments %v (%v)", segs, err)
+	}
+
+	synced = nil
+	st2, _, _ := e.open()
+	want := []string{walDir}
+	for _, seg := range segs {
+		want = append(want, filepath.Join(walDir, segmentName(seg)))
+	}
+	if !slices.Equal(synced, want) {
+		t.Fatalf("replay synced %q, want %q", synced, want)
+	}
+	if !st2.Ready() {
+		t.Fatal("not ready after replay")
 	}
 }
 
