@@ -391,7 +391,8 @@ func TestDeltaReplayKeepsSeriesWithRefsPastAMillion(t *testing.T) {
 		ss = append(ss, scratch.Restore(r, "a", labelsOf("a", i)))
 	}
 	var sw samplesWriter
-	sw.begin(appendSeriesRecord(nil, ss), now)
+	rec, _ := appendSeriesRecord(nil, ss)
+	sw.begin(rec, now)
 	for _, r := range refs {
 		sw.add(r, now, float64(now))
 	}

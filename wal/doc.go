@@ -83,9 +83,14 @@
 //
 // length counts type and payload (so it is never 0; a zeroed region reads as
 // length 0 and is recognised as not a record); crc is CRC32-Castagnoli of
-// type and payload. A record is never split across files.
+// type and payload. A record is never split across files. A record is at
+// most 256 MiB; writers start a new series or samples record once one
+// holds 16 MiB, however large the request (its records can take more
+// bytes than it does).
 //
-// Record types and payloads (uvarint/varint are Go's encoding/binary forms):
+// Record types and payloads (uvarint/varint are Go's encoding/binary forms;
+// writers pad the n of series and samples records to 5 bytes, which
+// binary.Uvarint reads as any other):
 //
 //	1 series:  uvarint n, then n × { uvarint ref, uvarint len, tenant,
 //	                                 uvarint len, packed labels (head.Labels) }

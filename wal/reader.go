@@ -63,7 +63,7 @@ func (r *reader) next() (byte, []byte, error) {
 	if length == 0 {
 		return 0, nil, r.corrupt(errZero)
 	}
-	if length > maxRecord {
+	if int64(length) > int64(maxRecord) {
 		return 0, nil, r.corrupt(errLength)
 	}
 	body, err := r.readBody(int(length))

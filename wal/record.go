@@ -19,11 +19,16 @@ const (
 	recBase       byte = 4
 )
 
-const (
-	headerSize = 8 // length uint32, crc uint32; the type byte is counted in length
-	// maxRecord bounds one record; a larger length is corruption. A request
-	// is at most max_request_bytes decoded, and its records are smaller.
-	maxRecord = 256 << 20
+const headerSize = 8 // length uint32, crc uint32; the type byte is counted in length
+
+// maxRecord bounds one record; a larger length is corruption. Writers
+// start a new series or samples record once one holds recordSplit bytes,
+// and an entry is far smaller than the difference, however large the
+// request (a record's entries can take more bytes than the request held
+// them in: a tenant per series, wider samples). Variables for tests.
+var (
+	maxRecord   = 256 << 20
+	recordSplit = 16 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -42,19 +47,32 @@ func finish(b []byte, start int) []byte {
 	return b
 }
 
-// appendSeriesRecord appends a series record for ss.
-func appendSeriesRecord(b []byte, ss []*head.Series) []byte {
-	b, start := frame(b)
-	b = append(b, recSeries)
-	b = binary.AppendUvarint(b, uint64(len(ss)))
-	for _, s := range ss {
-		b = binary.AppendUvarint(b, s.Ref())
-		t := s.Tenant()
-		b = binary.AppendUvarint(b, uint64(len(t)))
-		b = append(b, t...)
-		b = appendSeriesLabels(b, s)
+// appendSeriesRecord appends series records for ss, a new one each time
+// one holds recordSplit bytes, and returns how many.
+func appendSeriesRecord(b []byte, ss []*head.Series) ([]byte, int) {
+	records := 0
+	for len(ss) > 0 {
+		var start int
+		b, start = frame(b)
+		b = append(b, recSeries)
+		countAt := len(b)
+		b = append(b, make([]byte, countWidth)...)
+		n := 0
+		for n < len(ss) && len(b)-start < recordSplit {
+			s := ss[n]
+			b = binary.AppendUvarint(b, s.Ref())
+			t := s.Tenant()
+			b = binary.AppendUvarint(b, uint64(len(t)))
+			b = append(b, t...)
+			b = appendSeriesLabels(b, s)
+			n++
+		}
+		putPaddedUvarint(b[countAt:countAt+countWidth], uint64(n))
+		b = finish(b, start)
+		ss = ss[n:]
+		records++
 	}
-	return finish(b, start)
+	return b, records
 }
 
 // appendSeriesLabels appends s's labels in packed form with their length
@@ -151,6 +169,9 @@ type samplesWriter struct {
 	// countAt is where the count placeholder sits; the count is written as
 	// a fixed-width uvarint (padded) once known.
 	countAt int
+	// split counts the records add ended for their size (see
+	// recordSplit) since its user last zeroed it.
+	split int
 }
 
 const countWidth = 5 // a padded uvarint of up to 2^35-1 samples
@@ -165,6 +186,10 @@ func (w *samplesWriter) begin(b []byte, base int64) {
 }
 
 func (w *samplesWriter) add(ref uint64, t int64, v float64) {
+	if w.count > 0 && len(w.b)-w.start >= recordSplit {
+		w.begin(w.end(), w.base)
+		w.split++
+	}
 	w.b = binary.AppendUvarint(w.b, ref)
 	w.b = binary.AppendVarint(w.b, t-w.base)
 	w.b = binary.LittleEndian.AppendUint64(w.b, math.Float64bits(v))

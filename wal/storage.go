@@ -144,10 +144,12 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 	buf := st.buf[:0]
 	records := 1
 	if len(st.fresh) > 0 {
-		buf = appendSeriesRecord(buf, st.fresh)
-		records++
+		var n int
+		buf, n = appendSeriesRecord(buf, st.fresh)
+		records += n
 	}
 	st.sw.begin(buf, first)
+	st.sw.split = 0
 	for i, x := range st.ss {
 		if x == nil {
 			continue
@@ -160,6 +162,7 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 		return limitErr // nothing holdable: refused, or every sample past retention
 	}
 	st.buf = st.sw.end()
+	records += st.sw.split
 	if err := s.log.commit(st.buf); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
@@ -880,7 +883,7 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 			return nil
 		}
 		if len(fresh) > 0 {
-			buf = appendSeriesRecord(buf, fresh)
+			buf, _ = appendSeriesRecord(buf, fresh)
 		}
 		if len(chunk) == 0 { // a delta of an empty head: its base record
 			w, err := f.Write(buf)

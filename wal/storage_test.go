@@ -427,6 +427,45 @@ func TestReplaySyncsWhatItRead(t *testing.T) {
 	}
 }
 
+// TestLargeBatchesAreSplitIntoRecords: a batch whose series or samples
+// would make records larger than a reader takes is written in several,
+// by Append and by a checkpoint alike, and all of it replays.
+func TestLargeBatchesAreSplitIntoRecords(t *testing.T) {
+	defer func(m, s int) { maxRecord, recordSplit = m, s }(maxRecord, recordSplit)
+	maxRecord, recordSplit = 64<<10, 8<<10
+	e := newEnv(t)
+	st, _, reg := e.open()
+	now := e.clock.t.UnixMilli()
+	const n = 3000 // series records of about 100 KB, samples of about 90 KB
+	mustAppend(t, st, batch("a", 0, n, now-2, now-1))
+	check := func(when string, reg *prometheus.Registry, hd *head.Head) {
+		t.Helper()
+		if c := counterValue(t, reg, "fedgate_wal_corruptions_total"); c != 0 {
+			t.Fatalf("%s: %v corruptions", when, c)
+		}
+		for _, i := range []int{0, n / 2, n - 1} {
+			if got := held(hd, "a", i); got != now-1 {
+				t.Fatalf("%s: series %d holds %d, want %d", when, i, got, now-1)
+			}
+		}
+		if hd.NumSeries() != n {
+			t.Fatalf("%s: %d series held, want %d", when, hd.NumSeries(), n)
+		}
+	}
+	if w := counterValue(t, reg, "fedgate_wal_records_written_total"); w < 4 {
+		t.Fatalf("%v records written for %d new series, want them split", w, n)
+	}
+	st.Close()
+	st2, hd2, reg2 := e.open()
+	check("after replaying the segment", reg2, hd2)
+	if err := st2.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	st2.Close()
+	_, hd3, reg3 := e.open()
+	check("after replaying the checkpoint", reg3, hd3)
+}
+
 // TestDropKeepsASeriesPushedSince: a series given a newer sample after
 // the handoff read the one it forwarded is not dropped, nor tombstoned:
 // that push was answered, and the next handoff forwards it.
