@@ -43,6 +43,21 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 )
 
+// storeError is a failed store: its message is the sender's, which names
+// neither peers nor files; its cause, the operator's, goes to the log.
+type storeError struct{ cause error }
+
+func (e *storeError) Error() string { return "the samples could not be stored now; retry later" }
+func (e *storeError) Unwrap() error { return e.cause }
+
+// logged returns what the log says of err: a failed store's cause.
+func logged(err error) string {
+	if se, ok := errors.AsType[*storeError](err); ok {
+		return "store: " + se.cause.Error()
+	}
+	return err.Error()
+}
+
 // statusOf maps an error of the write path to the HTTP status the sender
 // acts on. Unknown errors are treated as unavailable, so they are retried
 // rather than dropped.

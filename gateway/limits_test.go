@@ -243,8 +243,12 @@ func TestRateIsGivenBackForWhatWasNotStored(t *testing.T) {
 	fs := &failingStorage{fail: 1}
 	e := newLimitsEnv(t, rateConfig, WriteOptions{}, fs)
 	fs.hd = e.hd
-	if resp, body := e.push("ta", 0, 1000); resp.StatusCode != 503 || !strings.Contains(body, "disk on fire") {
+	// The sender is told to retry; the cause is for the log only.
+	if resp, body := e.push("ta", 0, 1000); resp.StatusCode != 503 || strings.Contains(body, "disk on fire") || !strings.Contains(body, "retry later") {
 		t.Fatalf("failing store: %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(e.logBuf.String(), "store: disk on fire") {
+		t.Fatalf("the log does not say why the store failed: %s", e.logBuf)
 	}
 	// The whole burst was charged and given back: the retry fits.
 	if resp, body := e.push("ta", 0, 1000); resp.StatusCode != 204 {

@@ -284,7 +284,7 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case code >= 500:
-			h.logger.Warn("write failed", "status", code, "err", msg)
+			h.logger.Warn("write failed", "status", code, "err", logged(err))
 		case ten != nil:
 			ten.logRefusal(h.logger, h.opts.Now(), refusalReason(err), code, msg)
 		default:
@@ -478,7 +478,7 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 			return ten, &retryAfter{err: fmt.Errorf("%w (the other series of the request were stored)", err), after: time.Minute}
 		case err != nil:
 			ten.bucket.refund(float64(stored), float64(lim.IngestionBurst))
-			return ten, fmt.Errorf("store: %w", err)
+			return ten, &storeError{err}
 		}
 	}
 	h.metrics.accepted.Add(float64(stored))
