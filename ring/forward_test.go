@@ -15,6 +15,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fedgate/fedgate/wal/head"
 )
@@ -337,6 +338,17 @@ func TestHandoffKeepsWhatCannotMove(t *testing.T) {
 	}
 	if insts[0].head.NumSeries() != before {
 		t.Fatal("series that could not be handed off were dropped")
+	}
+	// One try of the dead owner, not one per tenant (each may wait the
+	// forward timeout).
+	moving := 0
+	for k := range 20 {
+		if owner, _ := grown.Owner(fmt.Sprintf("cluster-%d", k)); owner.Name == "gw-1" {
+			moving++
+		}
+	}
+	if got := testutil.ToFloat64(insts[0].router.metrics.errors.WithLabelValues("gw-1")); moving < 2 || got != 1 {
+		t.Fatalf("%d forwards to the dead owner for %d tenants, want 1", int(got), moving)
 	}
 }
 

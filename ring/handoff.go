@@ -69,8 +69,14 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 	clear(part)
 	moved := 0
 	var firstErr error
+	// An owner that could not take a batch is not tried again in this run:
+	// each try may wait the forward timeout, with the pin held.
+	down := map[string]bool{}
 	for tenant, ss := range byTenant {
 		owner, _ := ring.Owner(tenant)
+		if down[owner.Name] {
+			continue
+		}
 		for len(ss) > 0 {
 			n := min(len(ss), handoffBatch)
 			chunk := ss[:n]
@@ -95,6 +101,7 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 				if firstErr == nil {
 					firstErr = fmt.Errorf("hand tenant %q off to %s: %w", tenant, owner.Name, err)
 				}
+				down[owner.Name] = true
 				break // this tenant stays here for now
 			}
 			// Handed off (series the new owner refuses by its limit are
