@@ -63,6 +63,10 @@ func (b *bucket) refund(n, burst float64) {
 type tenantState struct {
 	id     string
 	bucket bucket
+	// slots holds a token per request of the tenant holding one of the
+	// handler's slots: at most half of them, so that one tenant's backlog
+	// or slow owner leaves the others room.
+	slots chan struct{}
 	// lastSamples is the size of the tenant's last decoded request:
 	// senders send batches of similar size, so a bucket that cannot cover
 	// it is answered before the next body is read.
@@ -103,6 +107,9 @@ func (t *tenantState) logRefusal(logger *slog.Logger, now time.Time, reason stri
 type tenants struct {
 	mu sync.RWMutex
 	m  map[string]*tenantState
+	// slots is how many write slots one tenant may hold (see
+	// WriteHandler.acquire).
+	slots int
 }
 
 func (ts *tenants) get(id string) *tenantState {
@@ -118,7 +125,7 @@ func (ts *tenants) get(id string) *tenantState {
 		if ts.m == nil {
 			ts.m = make(map[string]*tenantState)
 		}
-		t = &tenantState{id: id}
+		t = &tenantState{id: id, slots: make(chan struct{}, max(1, ts.slots))}
 		ts.m[id] = t
 	}
 	return t

@@ -269,13 +269,15 @@ func TestRateIsGivenBackForWhatWasNotStored(t *testing.T) {
 	}
 }
 
-// blockingStorage holds every Append until released.
+// blockingStorage holds every Append until released, as a store waiting
+// for a sync or an owner does.
 type blockingStorage struct {
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (b *blockingStorage) Append(ctx context.Context, _ *head.Batch) error {
+func (b *blockingStorage) Append(ctx context.Context, batch *head.Batch) error {
+	batch.LabelsRead() // as a store does before it waits: the decoding turn goes back
 	b.entered <- struct{}{}
 	<-b.release
 	return nil
@@ -301,6 +303,57 @@ func TestConcurrencyBound(t *testing.T) {
 	go func() { <-st.entered }()
 	if resp, body := e.push("tb", 0, 1); resp.StatusCode != 204 {
 		t.Fatalf("after the slot freed: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestOneTenantHoldsAtMostHalfTheSlots: a tenant whose requests all wait
+// in the store (a slow owner, a sender catching up) holds half the slots;
+// its next request waits, then gets 503, while another tenant's is served.
+func TestOneTenantHoldsAtMostHalfTheSlots(t *testing.T) {
+	st := &blockingStorage{entered: make(chan struct{}, 4), release: make(chan struct{})}
+	e := newLimitsEnv(t, "tenants: [{id: a, token: ta}, {id: b, token: tb}]", WriteOptions{MaxConcurrent: 4, QueueTimeout: 50 * time.Millisecond}, st)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(st.release) }) }) // before the server closes
+	done := make(chan int, 4)
+	for i := range 2 {
+		go func() {
+			resp, _ := e.push("ta", i, 1)
+			done <- resp.StatusCode
+		}()
+	}
+	<-st.entered
+	<-st.entered // tenant a holds its two slots
+	third := make(chan string, 1)
+	go func() {
+		resp, body := e.push("ta", 2, 1)
+		third <- fmt.Sprint(resp.StatusCode, " ", body)
+	}()
+	select {
+	case <-st.entered:
+		done <- 0 // it is answered once released
+		t.Fatal("tenant a's third request reached the store: one tenant holds more than half the slots")
+	case got := <-third:
+		if !strings.HasPrefix(got, "503 ") || !strings.Contains(got, "the tenant has 2 in progress") {
+			t.Fatalf("tenant a's third request: %s", got)
+		}
+	}
+	go func() {
+		resp, _ := e.push("tb", 0, 1)
+		done <- resp.StatusCode
+	}()
+	<-st.entered // tenant b's request reaches the store
+	release.Do(func() { close(st.release) })
+	for range 3 {
+		if code := <-done; code != 204 {
+			t.Fatalf("a request holding a slot: %d", code)
+		}
+	}
+	// The slots were given back: tenant a has its two again.
+	go func() { <-st.entered; <-st.entered }()
+	for i := range 2 {
+		if resp, body := e.push("ta", 10+i, 1); resp.StatusCode != 204 {
+			t.Fatalf("after the slots freed: %d %s", resp.StatusCode, body)
+		}
 	}
 }
 

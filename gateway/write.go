@@ -155,6 +155,7 @@ func NewWriteHandler(s *Settings, st Storage, opts WriteOptions, logger *slog.Lo
 		opts.Decoding = new(turns.Turns)
 	}
 	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger, decoding: opts.Decoding}
+	h.tenants.slots = opts.MaxConcurrent / 2
 	h.metrics = newWriteMetrics(reg, h)
 	h.settings.Store(s)
 	h.inputs.New = func() any { return new(input) }
@@ -390,12 +391,12 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 		return ten, fmt.Errorf("%w: body of %d bytes, more than the limit of %d", errTooLarge, r.ContentLength, maxBody)
 	}
 
-	// Bound the requests read, decoded and stored at once: a brief queue,
-	// then 503, which senders retry.
-	if err := h.acquire(r); err != nil {
+	// Bound the requests read, decoded and stored at once, in all and per
+	// tenant: a brief queue, then 503, which senders retry.
+	if err := h.acquire(r, ten); err != nil {
 		return ten, err
 	}
-	defer func() { <-h.slots }()
+	defer func() { <-h.slots; <-ten.slots }()
 
 	// The body is read through a limit, and the decoded size is checked
 	// before anything of that size is allocated.
@@ -510,20 +511,53 @@ func (h *WriteHandler) appendSamples(st *writeState, s *remotewrite.Series, maxT
 	st.ends = append(st.ends, seriesEnd{packed: len(st.packed), samples: len(st.samples), key: key, known: known})
 }
 
-// acquire takes a processing slot, waiting at most the queue timeout.
-func (h *WriteHandler) acquire(r *http.Request) error {
+// acquire takes one of the tenant's slots, then one of the handler's,
+// waiting at most the queue timeout for both. A tenant holds at most half
+// the handler's slots: a sender catching up with up to its max_shards
+// requests at once, or a tenant whose owner is slow to answer, leaves the
+// other tenants room.
+func (h *WriteHandler) acquire(r *http.Request, ten *tenantState) error {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	if err := h.waitSlot(r, ten.slots, &timer); err != nil {
+		if err == errQueueTimeout {
+			return fmt.Errorf("%w: the tenant has %d in progress; retry later", errOverloaded, cap(ten.slots))
+		}
+		return err
+	}
+	if err := h.waitSlot(r, h.slots, &timer); err != nil {
+		<-ten.slots
+		if err == errQueueTimeout {
+			return fmt.Errorf("%w: %d in progress; retry later", errOverloaded, cap(h.slots))
+		}
+		return err
+	}
+	return nil
+}
+
+// errQueueTimeout is waitSlot's answer when the queue timeout passed.
+var errQueueTimeout = errors.New("queue timeout")
+
+// waitSlot puts a token into slots, waiting until *timer (started on the
+// first wait of the request) fires.
+func (h *WriteHandler) waitSlot(r *http.Request, slots chan struct{}, timer **time.Timer) error {
 	select {
-	case h.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
 	default:
 	}
-	t := time.NewTimer(h.opts.QueueTimeout)
-	defer t.Stop()
+	if *timer == nil {
+		*timer = time.NewTimer(h.opts.QueueTimeout)
+	}
 	select {
-	case h.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
-	case <-t.C:
-		return fmt.Errorf("%w: %d in progress; retry later", errOverloaded, cap(h.slots))
+	case <-(*timer).C:
+		return errQueueTimeout
 	case <-r.Context().Done():
 		return fmt.Errorf("%w: client gone while queued", errOverloaded)
 	}
