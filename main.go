@@ -224,8 +224,8 @@ func run(f *flags, logger *slog.Logger) error {
 		}()
 	}
 	// Listeners are up (healthy, writes answered 503) while the log replays.
-	if err := store.Replay(); err != nil {
-		logger.Error("wal replay found corruption; serving what could be read", "err", err)
+	if err := replay(store, logger); err != nil {
+		return err
 	}
 	var bg sync.WaitGroup
 	bg.Go(func() { store.Run(ctx) })
@@ -307,6 +307,30 @@ func newServer(f *flags, h http.Handler, writeTimeout time.Duration) *http.Serve
 		IdleTimeout:       f.idleTimeout,
 		MaxHeaderBytes:    f.maxHeaderBytes,
 	}
+}
+
+// replayer is the part of wal.Storage replay needs.
+type replayer interface {
+	Replay() error
+	Ready() bool
+}
+
+// replay replays the log. Corruption is logged and served past: the store
+// is ready with what could be read. A store left not ready (the log's
+// directory or a sync failed) is an error, and fedgate stops rather than
+// report ready while refusing every write.
+func replay(store replayer, logger *slog.Logger) error {
+	err := store.Replay()
+	if !store.Ready() {
+		if err == nil {
+			err = errors.New("the log is not ready")
+		}
+		return fmt.Errorf("wal replay: %w", err)
+	}
+	if err != nil {
+		logger.Error("wal replay found corruption; serving what could be read", "err", err)
+	}
+	return nil
 }
 
 // defaultGCPercent is the Go GC's GOGC unless the environment sets one.
