@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -388,22 +389,36 @@ func (t *Tenant) Validate() error {
 		return fmt.Errorf("tenant %q: set token or token_sha256, not both", t.ID)
 	case t.Token == "" && t.TokenSHA256 == "":
 		return fmt.Errorf("tenant %q: token or token_sha256 is required", t.ID)
+	case t.Token != strings.TrimSpace(t.Token):
+		// A bearer token is read trimmed, by fedgate and by Prometheus'
+		// credentials_file: such a token could never match one.
+		return fmt.Errorf("tenant %q: token has leading or trailing white space", t.ID)
 	case t.TokenSHA256 != "":
 		if b, err := hex.DecodeString(t.TokenSHA256); err != nil || len(b) != 32 {
 			return fmt.Errorf("tenant %q: token_sha256 must be 64 hex digits", t.ID)
+		}
+		if strings.EqualFold(t.TokenSHA256, emptySHA256) {
+			return fmt.Errorf("tenant %q: token_sha256 is the digest of the empty token", t.ID)
 		}
 	}
 	if err := t.Limits.Validate(); err != nil {
 		return fmt.Errorf("tenant %q: limits: %w", t.ID, err)
 	}
+	// The id is stamped as the cluster label's value on every series.
+	if len(t.ID) > t.Limits.MaxLabelValueLength {
+		return fmt.Errorf("tenant %q: id of %d bytes, longer than its max_label_value_length of %d: every series would be refused", t.ID, len(t.ID), t.Limits.MaxLabelValueLength)
+	}
 	return nil
 }
+
+// emptySHA256 is the SHA-256 of the empty string, in hex.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // Validate checks that every limit is usable.
 func (l *Limits) Validate() error {
 	switch {
-	case l.IngestionRate <= 0:
-		return errors.New("ingestion_rate must be positive")
+	case !(l.IngestionRate > 0) || math.IsInf(l.IngestionRate, 1): // NaN too
+		return errors.New("ingestion_rate must be a positive number")
 	case l.IngestionBurst <= 0:
 		return errors.New("ingestion_burst must be positive")
 	case l.MaxSeries <= 0:
