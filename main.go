@@ -166,6 +166,7 @@ func run(f *flags, logger *slog.Logger) error {
 	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout, Decoding: decoding, Head: hd}, logger, reg)
 	health := &gateway.Health{}
 	rl := newReloader(f.configFile, cfg, writes, logger, reg)
+	rl.ringSelf = f.ringSelf
 
 	public := http.NewServeMux()
 	public.Handle("POST /api/v1/write", writes)

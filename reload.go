@@ -19,8 +19,9 @@ import (
 // applies what can change while running: tenants, tokens and limits. An
 // invalid file leaves the running configuration in place.
 type reloader struct {
-	path    string
-	started *config.File // what storage and ring settings are in force
+	path     string
+	ringSelf string       // --ring.self, which overrides the file's, as at start
+	started  *config.File // what storage and ring settings are in force
 	running atomic.Pointer[config.File]
 	writes  *gateway.WriteHandler
 	logger  *slog.Logger
@@ -73,10 +74,15 @@ func (r *reloader) apply() error {
 		return err
 	}
 	r.writes.Apply(s)
-	r.running.Store(cfg)
-	if cfg.Storage != r.started.Storage || !reflect.DeepEqual(cfg.Ring, r.started.Ring) {
-		r.logger.Warn("config reload: storage and ring settings take effect only at restart")
+	if r.ringSelf != "" {
+		cfg.Ring.Self = r.ringSelf
 	}
+	if cfg.Storage != r.started.Storage || !reflect.DeepEqual(cfg.Ring, r.started.Ring) {
+		r.logger.Warn("config reload: storage and ring settings (and the peer secret) take effect only at restart")
+	}
+	// What is in force: those as started.
+	cfg.Storage, cfg.Ring = r.started.Storage, r.started.Ring
+	r.running.Store(cfg)
 	return nil
 }
 

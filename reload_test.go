@@ -78,3 +78,45 @@ func TestReload(t *testing.T) {
 		t.Fatal("a failed reload changed the running configuration")
 	}
 }
+
+// TestReloadKeepsRingAndStorageAsStarted: a reload of the file fedgate
+// started with, its ring.self given by --ring.self, warns of nothing; a
+// changed retention is warned of, and the configuration in force (the
+// status page's) keeps the one it started with.
+func TestReloadKeepsRingAndStorageAsStarted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fedgate.yml")
+	file := func(retention string) {
+		t.Helper()
+		y := "tenants: [{id: a, token: token-a}]\nstorage: {retention: " + retention + "}\nring: {members: [{name: gw-0, url: 'http://127.0.0.1:1'}]}\n"
+		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file("1h")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Ring.Self = "gw-0" // --ring.self, as main applies it
+	settings, err := gateway.NewSettings(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	reg := prometheus.NewRegistry()
+	hd := head.New(head.Options{Retention: time.Minute}, reg)
+	rl := newReloader(path, cfg, gateway.NewWriteHandler(settings, hd, gateway.WriteOptions{Head: hd}, logger, reg), logger, reg)
+	rl.ringSelf = "gw-0"
+
+	if err := rl.reload(); err != nil || bytes.Contains(log.Bytes(), []byte("only at restart")) {
+		t.Fatalf("reload of the same file: %v; log %q", err, log.String())
+	}
+	file("2h")
+	if err := rl.reload(); err != nil || !bytes.Contains(log.Bytes(), []byte("only at restart")) {
+		t.Fatalf("reload of a new retention: %v; no warning in %q", err, log.String())
+	}
+	if got := rl.current().Storage.Retention; time.Duration(got) != time.Hour {
+		t.Fatalf("the configuration in force has retention %v, want the 1h it started with", got)
+	}
+}
