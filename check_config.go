@@ -50,6 +50,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		_, err = gateway.NewSettings(cfg)
 	}
+	if err == nil {
+		err = checkRing(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "FAILED: %v\n", err)
 		return 1

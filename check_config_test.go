@@ -30,6 +30,18 @@ tenants:
 	if err := os.WriteFile(bad, []byte("allowlist: ['up{']\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Files config validation passes but startup refuses.
+	if err := os.WriteFile(filepath.Join(dir, "peer.key"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badDNS := filepath.Join(dir, "bad-dns.yml")
+	if err := os.WriteFile(badDNS, []byte("ring: {self: gw-0, dns: nonsense, secret_file: peer.key}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badSelf := filepath.Join(dir, "bad-self.yml")
+	if err := os.WriteFile(badSelf, []byte("ring: {self: gw, secret_file: peer.key, members: [{name: gw.a, url: 'http://a:1'}, {name: gw.b, url: 'http://b:1'}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	anon, _ := relabel.NewAnonymizer([]byte("k3y"), 4)
 	cases := []struct {
 		name string
@@ -44,6 +56,8 @@ tenants:
 		{"refused", []string{"--tenant=b", `--series=up{__x="y", a="` + strings.Repeat("v", 3000) + `"}`, good}, 0, "refused, answered 400"},
 		{"tenant needed", []string{"--series=up", good}, 1, `--tenant "" is not a tenant`},
 		{"invalid file", []string{bad}, 1, "FAILED"},
+		{"a DNS name discovery cannot use", []string{badDNS}, 1, `ring: dns "nonsense"`},
+		{"a self naming two members", []string{badSelf}, 1, `ring: self "gw" matches both`},
 		{"no file", nil, 2, "usage"},
 	}
 	for _, c := range cases {

@@ -33,6 +33,28 @@ func staticRing(cfg *config.File, internalAddr string, logger *slog.Logger) (*ri
 	return r, err
 }
 
+// checkRing refuses a ring section that config validation passes but
+// startup would not: a DNS name discovery cannot use, or a ring.self that
+// names several members. check-config and reload run it, so that neither
+// reports success for a file the next start refuses. A self given only by
+// --ring.self is checked at start.
+func checkRing(cfg *config.File) error {
+	r := cfg.Ring
+	switch {
+	case r.DNS != "":
+		_, err := ring.NewDNSDiscovery(ring.DNSOptions{Addr: r.DNS, Self: cmp.Or(r.Self, "self"), Refresh: time.Duration(r.RefreshInterval),
+			Scheme: r.Scheme, RemoveAfter: time.Duration(r.RemoveAfter)}, nil, nil, nil)
+		if err != nil {
+			return fmt.Errorf("ring: %w", err)
+		}
+	case len(r.Members) > 0 && r.Self != "":
+		if _, err := staticRing(cfg, "", slog.New(slog.DiscardHandler)); err != nil {
+			return fmt.Errorf("ring: %w", err)
+		}
+	}
+	return nil
+}
+
 // firstDNSRing waits for a DNS answer that includes this instance: without
 // one, this instance cannot know which tenants it owns.
 func firstDNSRing(ctx context.Context, disc *ring.DNSDiscovery, logger *slog.Logger) (*ring.Ring, error) {

@@ -69,14 +69,18 @@ func (r *reloader) apply() error {
 	if err != nil {
 		return err
 	}
+	if r.ringSelf != "" {
+		cfg.Ring.Self = r.ringSelf
+	}
+	// Refused though it would not apply now: the next start would fail.
+	if err := checkRing(cfg); err != nil {
+		return err
+	}
 	s, err := gateway.NewSettings(cfg)
 	if err != nil {
 		return err
 	}
 	r.writes.Apply(s)
-	if r.ringSelf != "" {
-		cfg.Ring.Self = r.ringSelf
-	}
 	if cfg.Storage != r.started.Storage || !reflect.DeepEqual(cfg.Ring, r.started.Ring) {
 		r.logger.Warn("config reload: storage and ring settings (and the peer secret) take effect only at restart")
 	}
