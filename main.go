@@ -126,7 +126,13 @@ func run(f *flags, logger *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// Signals end the wait for a first DNS answer too.
+	// Signals are caught from here on, so that a SIGHUP while waiting for a
+	// first DNS answer or replaying is handled (after startup) rather than
+	// killing the process; a SIGTERM or SIGINT ends that wait, and is kept
+	// in startCtx (the channel may hold a SIGHUP) to stop once started.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	startCtx, stopStart := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stopStart()
 	var disc *ring.DNSDiscovery
@@ -196,11 +202,6 @@ func run(f *flags, logger *slog.Logger) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// Signals are caught before anything is served, so an early SIGTERM or
-	// SIGHUP is handled rather than killing the process.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sig)
 
 	servers := []*http.Server{
 		newServer(f, public, time.Minute),
@@ -257,6 +258,9 @@ wait:
 				continue
 			}
 			logger.Info("shutting down", "signal", s.String())
+			break wait
+		case <-startCtx.Done(): // a SIGTERM or SIGINT the channel had no room for
+			logger.Info("shutting down", "signal", "terminated")
 			break wait
 		case runErr = <-errc:
 			break wait
