@@ -59,9 +59,11 @@ const errNoAnonymizer pipelineError = "labels to anonymize but no anonymizer (se
 // State is a caller's per-request scratch for Apply; the zero value is
 // ready.
 type State struct {
-	lb  *labels.Builder
-	out []remotewrite.Label
-	key []byte
+	lb   *labels.Builder
+	sb   labels.ScratchBuilder
+	base labels.Labels // the input, the builder's base; sb's buffer
+	out  []remotewrite.Label
+	key  []byte
 }
 
 // Memo returns the pipeline's memo, or nil. The caller looks a series up
@@ -81,10 +83,19 @@ func (p *Pipeline) Apply(ls []remotewrite.Label, st *State) ([]remotewrite.Label
 		if st.lb == nil {
 			st.lb = labels.NewBuilder(labels.EmptyLabels())
 		}
-		st.lb.Reset(labels.EmptyLabels())
+		// The input is the builder's base, as in promrelabel.Process: the
+		// builder then lists labels as they came before those the rules
+		// set, and a labelmap of two labels onto one name keeps the value
+		// Prometheus keeps. Overwrite reuses sb's buffer: nothing read
+		// from base outlives this call but in st.out, which the next
+		// call overwrites too.
+		st.sb.Reset()
 		for _, l := range ls {
-			st.lb.Set(l.Name, l.Value)
+			st.sb.Add(l.Name, l.Value)
 		}
+		st.sb.Sort()
+		st.sb.Overwrite(&st.base)
+		st.lb.Reset(st.base)
 		if !promrelabel.ProcessBuilder(st.lb, p.rules...) {
 			return nil, ReasonRelabel
 		}

@@ -57,6 +57,9 @@ func TestRelabelMatchesPrometheus(t *testing.T) {
 		"dropequal":      `[{action: dropequal, source_labels: [job], target_label: job}]`,
 		"hashmod":        `[{action: hashmod, source_labels: [instance], modulus: 8, target_label: shard}]`,
 		"labelmap":       `[{action: labelmap, regex: '(ver)sion', replacement: '${1}'}]`,
+		// Two labels mapped to one name: the last one written wins, and the
+		// builder's order (labels as they came, then those set) decides it.
+		"labelmap after replace": `[{source_labels: [job], target_label: code, replacement: "3"}, {action: labelmap, regex: 'code|job', replacement: same}]`,
 		"labeldrop":      `[{action: labeldrop, regex: 'version|path'}]`,
 		"labelkeep":      `[{action: labelkeep, regex: '__name__|job'}]`,
 		"lowercase":      `[{action: lowercase, source_labels: [path], target_label: path}]`,
@@ -77,7 +80,10 @@ func TestRelabelMatchesPrometheus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, dropped := p.Apply(toLabels(in...), &State{})
+			// Sorted, as the write path gives them.
+			var sorted []remotewrite.Label
+			labels.FromStrings(in...).Range(func(x labels.Label) { sorted = append(sorted, l(x.Name, x.Value)) })
+			got, dropped := p.Apply(sorted, &State{})
 			if keep != (dropped == "") {
 				t.Fatalf("kept=%v (dropped %q), Prometheus kept=%v", dropped == "", dropped, keep)
 			}
