@@ -42,6 +42,14 @@ tenants:
 	if err := os.WriteFile(badSelf, []byte("ring: {self: gw, secret_file: peer.key, members: [{name: gw.a, url: 'http://a:1'}, {name: gw.b, url: 'http://b:1'}]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	drainNoSecret := filepath.Join(dir, "drain.yml")
+	if err := os.WriteFile(drainNoSecret, []byte("ring: {self: gw-1, members: [{name: gw-0, url: 'http://a:1'}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	drain := filepath.Join(dir, "drain-secret.yml")
+	if err := os.WriteFile(drain, []byte("ring: {self: gw-1, secret_file: peer.key, members: [{name: gw-0, url: 'http://a:1'}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	anon, _ := relabel.NewAnonymizer([]byte("k3y"), 4)
 	cases := []struct {
 		name string
@@ -58,6 +66,8 @@ tenants:
 		{"invalid file", []string{bad}, 1, "FAILED"},
 		{"a DNS name discovery cannot use", []string{badDNS}, 1, `ring: dns "nonsense"`},
 		{"a self naming two members", []string{badSelf}, 1, `ring: self "gw" matches both`},
+		{"draining without a secret", []string{drainNoSecret}, 1, `"gw-1" is not among ring.members, so it drains into them: ring.secret_file is required`},
+		{"draining with a secret", []string{drain}, 0, "OK"},
 		{"no file", nil, 2, "usage"},
 	}
 	for _, c := range cases {

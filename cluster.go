@@ -27,6 +27,11 @@ func staticRing(cfg *config.File, internalAddr string, logger *slog.Logger) (*ri
 	}
 	r, err := ring.New(members, cfg.Ring.Self)
 	if errors.Is(err, ring.ErrSelfMissing) {
+		if len(cfg.Ring.Secret) == 0 {
+			// Its forwards and handoffs would be refused (401, or 404 by a
+			// ring of one without a secret) and answered 503 for ever.
+			return nil, fmt.Errorf("%q is not among ring.members, so it drains into them: ring.secret_file is required, on them too", cfg.Ring.Self)
+		}
 		logger.Warn("this instance is not among ring.members: draining (forwarding every write, handing off everything held)", "self", cfg.Ring.Self)
 		return ring.NewDraining(members, cfg.Ring.Self)
 	}

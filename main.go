@@ -169,7 +169,7 @@ func run(f *flags, logger *slog.Logger) error {
 	router := ring.NewRouter(cur, store, ring.RouterOptions{Secret: cfg.Ring.Secret, Timeout: time.Duration(cfg.Ring.ForwardTimeout)}, logger, reg)
 	// Pushes and forwarded batches decode in the same turns, one per CPU.
 	decoding := new(turns.Turns)
-	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout, Decoding: decoding, Head: hd}, logger, reg)
+	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout, Decoding: decoding, Head: hd, NotReady: wal.ErrNotReady}, logger, reg)
 	health := &gateway.Health{}
 	rl := newReloader(f.configFile, cfg, writes, logger, reg)
 	rl.ringSelf = f.ringSelf

@@ -45,9 +45,18 @@ var (
 
 // storeError is a failed store: its message is the sender's, which names
 // neither peers nor files; its cause, the operator's, goes to the log.
-type storeError struct{ cause error }
+type storeError struct {
+	cause    error
+	notReady error // the cause is the store's "not ready": said as it is
+}
 
-func (e *storeError) Error() string { return "the samples could not be stored now; retry later" }
+func (e *storeError) Error() string {
+	if e.notReady != nil {
+		return e.notReady.Error() + "; retry later"
+	}
+	return "the samples could not be stored now; retry later"
+}
+
 func (e *storeError) Unwrap() error { return e.cause }
 
 // logged returns what the log says of err: a failed store's cause.

@@ -225,11 +225,15 @@ func TestSeriesLimitOverHTTP(t *testing.T) {
 type failingStorage struct {
 	hd   *head.Head
 	fail int
+	err  error // nil: disk on fire
 }
 
 func (f *failingStorage) Append(ctx context.Context, b *head.Batch) error {
 	if f.fail > 0 {
 		f.fail--
+		if f.err != nil {
+			return f.err
+		}
 		return errors.New("disk on fire")
 	}
 	return f.hd.Append(ctx, b)
@@ -266,6 +270,18 @@ func TestRateIsGivenBackForWhatWasNotStored(t *testing.T) {
 	b.mu.Unlock()
 	if tokens != 90 {
 		t.Fatalf("the bucket holds %v tokens after 10 samples stored, want 90", tokens)
+	}
+}
+
+// TestNotReadyIsSaid: a store failing with the storage's "not ready" is
+// answered with it, any other failure without its cause.
+func TestNotReadyIsSaid(t *testing.T) {
+	notReady := errors.New("write-ahead log not ready")
+	fs := &failingStorage{fail: 1, err: fmt.Errorf("%w", notReady)}
+	e := newLimitsEnv(t, rateConfig, WriteOptions{NotReady: notReady}, fs)
+	fs.hd = e.hd
+	if resp, body := e.push("ta", 0, 10); resp.StatusCode != 503 || !strings.Contains(body, "write-ahead log not ready; retry later") {
+		t.Fatalf("not ready: %d %s", resp.StatusCode, body)
 	}
 }
 

@@ -119,6 +119,10 @@ type WriteOptions struct {
 	// see ring.PeerHandler.ShareTurns), so that no more requests than CPUs
 	// decode at once in all. nil: the handler's own.
 	Decoding *turns.Turns
+	// NotReady, if not nil, is the storage's error for not ready yet (or
+	// any more): a push it fails with is told so. Any other failed store
+	// is told only to retry; its cause is logged.
+	NotReady error
 	// Head, if not nil, is the head the storage appends to on this
 	// instance. Its memo of known series lets a push whose series were
 	// seen before skip their validation and the head's lookup (see
@@ -479,7 +483,11 @@ func (h *WriteHandler) serve(w http.ResponseWriter, r *http.Request, st *writeSt
 			return ten, &retryAfter{err: fmt.Errorf("%w (the other series of the request were stored)", err), after: time.Minute}
 		case err != nil:
 			ten.bucket.refund(float64(stored), float64(lim.IngestionBurst))
-			return ten, &storeError{err}
+			se := &storeError{cause: err}
+			if h.opts.NotReady != nil && errors.Is(err, h.opts.NotReady) {
+				se.notReady = h.opts.NotReady
+			}
+			return ten, se
 		}
 	}
 	h.metrics.accepted.Add(float64(stored))
