@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	promcfg "github.com/prometheus/common/config"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -166,7 +168,11 @@ func run(f *flags, logger *slog.Logger) error {
 		return err
 	}
 	// Every write goes to its tenant's owner: stored here, or forwarded.
-	router := ring.NewRouter(cur, store, ring.RouterOptions{Secret: cfg.Ring.Secret, Timeout: time.Duration(cfg.Ring.ForwardTimeout)}, logger, reg)
+	peerTLS, err := promcfg.NewTLSConfig(&cfg.Ring.TLSConfig)
+	if err != nil {
+		return fmt.Errorf("ring: tls_config: %w", err)
+	}
+	router := ring.NewRouter(cur, store, ring.RouterOptions{Secret: cfg.Ring.Secret, Timeout: time.Duration(cfg.Ring.ForwardTimeout), TLS: peerTLS}, logger, reg)
 	// Pushes and forwarded batches decode in the same turns, one per CPU.
 	decoding := new(turns.Turns)
 	writes := gateway.NewWriteHandler(settings, router, gateway.WriteOptions{MaxConcurrent: f.maxWrites, QueueTimeout: f.writeQueueTimeout, Decoding: decoding, Head: hd, NotReady: wal.ErrNotReady}, logger, reg)
@@ -201,7 +207,6 @@ func run(f *flags, logger *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-
 
 	servers := []*http.Server{
 		newServer(f, public, time.Minute),

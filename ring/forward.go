@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,10 @@ type RouterOptions struct {
 	Secret []byte
 	// Timeout bounds one forward; 0 means 10 seconds.
 	Timeout time.Duration
+	// TLS configures forwards to https members (ring.tls_config: the CA
+	// of their internal listeners, a client certificate for those that
+	// require one); nil means Go's defaults.
+	TLS *tls.Config
 }
 
 // Router stores each batch where its tenant lives: locally when this
@@ -86,6 +91,7 @@ func NewRouter(cur *Current, local Appender, opts RouterOptions, logger *slog.Lo
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
+			TLSClientConfig:     opts.TLS,
 		}},
 	}
 	r.bufs.New = func() any { return new([]byte) }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	promcfg "github.com/prometheus/common/config"
+
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
@@ -124,6 +126,11 @@ type Ring struct {
 	RemoveAfter model.Duration `yaml:"remove_after"`
 	// Scheme of the members' internal URLs found by DNS: http or https.
 	Scheme string `yaml:"scheme"`
+	// TLSConfig is the client side of forwards to https members: the CA of
+	// their internal listeners and, where those require one (the
+	// --web.config.file they share), a client certificate. Paths are
+	// relative to the config file.
+	TLSConfig promcfg.TLSConfig `yaml:"tls_config"`
 }
 
 // Clustered reports whether other instances may forward to this one or
@@ -179,6 +186,10 @@ func Load(path string) (*File, error) {
 	}
 	if err := f.loadSecret(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f.Ring.TLSConfig.SetDirectory(filepath.Dir(path))
+	if _, err := promcfg.NewTLSConfig(&f.Ring.TLSConfig); err != nil {
+		return nil, fmt.Errorf("%s: ring: tls_config: %w", path, err)
 	}
 	if f.Ring.Clustered() {
 		if f.Ring.SecretFile == "" {

@@ -159,3 +159,18 @@ tenants:
 		t.Fatalf("tenant anonymized labels = %v", got)
 	}
 }
+
+// TestRingTLSConfigIsChecked: ring.tls_config's files are read at load,
+// relative to the config file: a missing one is refused then, not at the
+// first forward.
+func TestRingTLSConfigIsChecked(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fedgate.yml")
+	if err := os.WriteFile(path, []byte("ring: {tls_config: {ca_file: missing-ca.pem}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), "ring: tls_config") || !strings.Contains(err.Error(), filepath.Join(dir, "missing-ca.pem")) {
+		t.Fatalf("a missing ca_file: %v", err)
+	}
+}
