@@ -164,12 +164,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // acceptsGzip reports whether an Accept-Encoding header admits gzip: named
-// (or "*") with a q-value that is absent or above zero.
+// with a q-value that is absent or above zero, or, when gzip is not named,
+// "*" so. Names are case-insensitive; gzip named overrides "*" (RFC 9110,
+// 12.5.3), whatever their order.
 func acceptsGzip(h string) bool {
+	gzip, star := -1.0, -1.0 // q-values; -1: not named
 	for part := range strings.SplitSeq(h, ",") {
 		enc, params, _ := strings.Cut(part, ";")
 		enc = strings.TrimSpace(enc)
-		if enc != "gzip" && enc != "*" {
+		if !strings.EqualFold(enc, "gzip") && enc != "*" {
 			continue
 		}
 		q := 1.0
@@ -180,9 +183,16 @@ func acceptsGzip(h string) bool {
 				}
 			}
 		}
-		return q > 0
+		if enc == "*" {
+			star = q
+		} else {
+			gzip = q
+		}
 	}
-	return false
+	if gzip >= 0 {
+		return gzip > 0
+	}
+	return star > 0
 }
 
 // selector is one match[] argument: the matchers on __name__, evaluated per

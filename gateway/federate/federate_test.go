@@ -213,6 +213,8 @@ func TestAcceptsGzip(t *testing.T) {
 	for h, want := range map[string]bool{
 		"gzip": true, "deflate, gzip": true, "gzip;q=0.5": true, "*": true, "gzip;q=0": false,
 		"gzip; q=0.0": false, "identity": false, "": false, "deflate": false,
+		// gzip named wins over "*", in either order; names ignore case.
+		"*, gzip;q=0": false, "gzip;q=0, *": false, "*;q=0, gzip": true, "GZIP": true, "*;q=0": false,
 	} {
 		if got := acceptsGzip(h); got != want {
 			t.Errorf("acceptsGzip(%q) = %v, want %v", h, got, want)
