@@ -31,25 +31,11 @@ tenants:
 		t.Fatal(err)
 	}
 	// Files config validation passes but startup refuses.
-	if err := os.WriteFile(filepath.Join(dir, "peer.key"), []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	badDNS := filepath.Join(dir, "bad-dns.yml")
-	if err := os.WriteFile(badDNS, []byte("ring: {self: gw-0, dns: nonsense, secret_file: peer.key}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	badSelf := filepath.Join(dir, "bad-self.yml")
-	if err := os.WriteFile(badSelf, []byte("ring: {self: gw, secret_file: peer.key, members: [{name: gw.a, url: 'http://a:1'}, {name: gw.b, url: 'http://b:1'}]}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	drainNoSecret := filepath.Join(dir, "drain.yml")
-	if err := os.WriteFile(drainNoSecret, []byte("ring: {self: gw-1, members: [{name: gw-0, url: 'http://a:1'}]}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	drain := filepath.Join(dir, "drain-secret.yml")
-	if err := os.WriteFile(drain, []byte("ring: {self: gw-1, secret_file: peer.key, members: [{name: gw-0, url: 'http://a:1'}]}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, dir, "peer.key", "s3cret\n")
+	badDNS := writeFile(t, dir, "bad-dns.yml", "ring: {self: gw-0, dns: nonsense, secret_file: peer.key}\n")
+	badSelf := writeFile(t, dir, "bad-self.yml", "ring: {self: gw, secret_file: peer.key, members: [{name: gw.a, url: 'http://a:1'}, {name: gw.b, url: 'http://b:1'}]}\n")
+	drainNoSecret := writeFile(t, dir, "drain.yml", "ring: {self: gw-1, members: [{name: gw-0, url: 'http://a:1'}]}\n")
+	drain := writeFile(t, dir, "drain-secret.yml", "ring: {self: gw-1, secret_file: peer.key, members: [{name: gw-0, url: 'http://a:1'}]}\n")
 	anon, _ := relabel.NewAnonymizer([]byte("k3y"), 4)
 	cases := []struct {
 		name string

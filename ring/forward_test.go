@@ -199,6 +199,19 @@ func TestForwardFailures(t *testing.T) {
 	}
 }
 
+// joining returns two instances with gw-0 alone in its ring, as before
+// gw-1 joins, and the ring of both, which the test stores in gw-0 when it
+// has gw-1 join.
+func joining(t *testing.T) ([]*instance, *Ring) {
+	t.Helper()
+	insts := newInstances(t, 2, "peer-secret")
+	solo, err := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return insts, insts[0].cur.Store(solo)
+}
+
 type headDropper struct{ h *head.Head }
 
 func (d headDropper) Drop(ss []*head.Series, ts []int64) (int, error) {
@@ -229,10 +242,8 @@ func (d *pushingDropper) Drop(ss []*head.Series, ts []int64) (int, error) {
 // the handoff read the one it forwarded is not dropped with its series;
 // the next handoff forwards it.
 func TestHandoffKeepsASamplePushedWhileItRan(t *testing.T) {
-	insts := newInstances(t, 2, "peer-secret")
+	insts, grown := joining(t)
 	ctx := context.Background()
-	solo, _ := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
-	grown := insts[0].cur.Store(solo)
 	tenant := ""
 	for k := 0; tenant == ""; k++ {
 		if owner, _ := grown.Owner(fmt.Sprintf("cluster-%d", k)); owner.Name == "gw-1" {
@@ -277,10 +288,8 @@ func TestHandoffKeepsASamplePushedWhileItRan(t *testing.T) {
 // TestHandoffOnGrowth: gw-0 holds every tenant; gw-1 joins at the end;
 // the tenants that move are handed to gw-1 and leave gw-0, the rest stay.
 func TestHandoffOnGrowth(t *testing.T) {
-	insts := newInstances(t, 2, "peer-secret")
+	insts, grown := joining(t)
 	ctx := context.Background()
-	solo, _ := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
-	grown := insts[0].cur.Store(solo)
 	tenants := make([]string, 40)
 	for k := range tenants {
 		tenants[k] = fmt.Sprintf("cluster-%d", k)
@@ -321,10 +330,8 @@ func TestHandoffOnGrowth(t *testing.T) {
 // TestHandoffKeepsWhatCannotMove: an unreachable new owner leaves the
 // tenant's series where they are, and says so.
 func TestHandoffKeepsWhatCannotMove(t *testing.T) {
-	insts := newInstances(t, 2, "peer-secret")
+	insts, grown := joining(t)
 	ctx := context.Background()
-	solo, _ := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
-	grown := insts[0].cur.Store(solo)
 	for k := range 20 {
 		if err := insts[0].router.Append(ctx, testBatch(fmt.Sprintf("cluster-%d", k), 2)); err != nil {
 			t.Fatal(err)
@@ -415,10 +422,8 @@ func (c *partCounter) AppendSeriesPart(dst []*head.Series, part int) []*head.Ser
 // allocation a minute at a million series); with some moved, it walks
 // the head once.
 func TestHandoffWithNothingToMoveReadsNoSeries(t *testing.T) {
-	insts := newInstances(t, 2, "peer-secret")
+	insts, grown := joining(t)
 	ctx := context.Background()
-	solo, _ := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
-	grown := insts[0].cur.Store(solo)
 	for k := range 40 {
 		if err := insts[0].router.Append(ctx, testBatch(fmt.Sprintf("cluster-%d", k), 3)); err != nil {
 			t.Fatal(err)
