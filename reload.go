@@ -22,12 +22,12 @@ type reloader struct {
 	path     string
 	ringSelf string       // --ring.self, which overrides the file's, as at start
 	started  *config.File // what storage and ring settings are in force
-	running atomic.Pointer[config.File]
-	writes  *gateway.WriteHandler
-	logger  *slog.Logger
-	mu      sync.Mutex
-	success prometheus.Gauge
-	last    prometheus.Gauge
+	running  atomic.Pointer[config.File]
+	writes   *gateway.WriteHandler
+	logger   *slog.Logger
+	mu       sync.Mutex
+	success  prometheus.Gauge
+	last     prometheus.Gauge
 }
 
 func newReloader(path string, started *config.File, writes *gateway.WriteHandler, logger *slog.Logger, reg prometheus.Registerer) *reloader {

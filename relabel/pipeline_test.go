@@ -60,11 +60,11 @@ func TestRelabelMatchesPrometheus(t *testing.T) {
 		// Two labels mapped to one name: the last one written wins, and the
 		// builder's order (labels as they came, then those set) decides it.
 		"labelmap after replace": `[{source_labels: [job], target_label: code, replacement: "3"}, {action: labelmap, regex: 'code|job', replacement: same}]`,
-		"labeldrop":      `[{action: labeldrop, regex: 'version|path'}]`,
-		"labelkeep":      `[{action: labelkeep, regex: '__name__|job'}]`,
-		"lowercase":      `[{action: lowercase, source_labels: [path], target_label: path}]`,
-		"uppercase":      `[{action: uppercase, source_labels: [job], target_label: team}]`,
-		"drop the name":  `[{action: labeldrop, regex: '__name__'}]`,
+		"labeldrop":              `[{action: labeldrop, regex: 'version|path'}]`,
+		"labelkeep":              `[{action: labelkeep, regex: '__name__|job'}]`,
+		"lowercase":              `[{action: lowercase, source_labels: [path], target_label: path}]`,
+		"uppercase":              `[{action: uppercase, source_labels: [job], target_label: team}]`,
+		"drop the name":          `[{action: labeldrop, regex: '__name__'}]`,
 		"chain": `[{action: labeldrop, regex: version}, {source_labels: [path], regex: '/Users/[0-9]+', target_label: path, replacement: '/Users/:id'},
 		           {action: replace, target_label: env, replacement: prod}, {action: keep, source_labels: [__name__], regex: 'http_.*'},
 		           {action: hashmod, source_labels: [instance], modulus: 4, target_label: shard}]`,
