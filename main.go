@@ -68,7 +68,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.readTimeout, "web.read-timeout", time.Minute, "How long a client may take to send a whole request.")
 	fs.DurationVar(&f.idleTimeout, "web.idle-timeout", 2*time.Minute, "How long an idle keep-alive connection is kept open.")
 	fs.IntVar(&f.maxHeaderBytes, "web.max-header-bytes", 64<<10, "Largest request header block accepted.")
-	fs.IntVar(&f.maxWrites, "web.max-concurrent-writes", 64, "Write requests processed at once, at most half of them one tenant's; more wait briefly, then get 503.")
+	fs.IntVar(&f.maxWrites, "web.max-concurrent-writes", 64, "Write requests processed at once, at most three quarters of them one tenant's; more wait briefly, then get 503.")
 	fs.DurationVar(&f.writeQueueTimeout, "web.write-queue-timeout", time.Second, "How long a write request may wait for a free slot before it gets 503.")
 	fs.StringVar(&f.ringSelf, "ring.self", "", "This instance's ring member name, overriding ring.self (e.g. the pod name in a StatefulSet).")
 	return f, fs.Parse(args)

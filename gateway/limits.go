@@ -64,8 +64,8 @@ type tenantState struct {
 	id     string
 	bucket bucket
 	// slots holds a token per request of the tenant holding one of the
-	// handler's slots: at most half of them, so that one tenant's backlog
-	// or slow owner leaves the others room.
+	// handler's slots: at most three quarters of them, so that one
+	// tenant's backlog or slow owner leaves the others room.
 	slots chan struct{}
 	// lastSamples is the size of the tenant's last decoded request:
 	// senders send batches of similar size, so a bucket that cannot cover

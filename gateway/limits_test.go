@@ -322,35 +322,37 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 }
 
-// TestOneTenantHoldsAtMostHalfTheSlots: a tenant whose requests all wait
-// in the store (a slow owner, a sender catching up) holds half the slots;
-// its next request waits, then gets 503, while another tenant's is served.
-func TestOneTenantHoldsAtMostHalfTheSlots(t *testing.T) {
+// TestOneTenantHoldsAtMostThreeQuartersOfTheSlots: a tenant whose requests all wait
+// in the store (a slow owner, a sender catching up) holds three of the
+// four slots; its next request waits, then gets 503, while another
+// tenant's is served.
+func TestOneTenantHoldsAtMostThreeQuartersOfTheSlots(t *testing.T) {
 	st := &blockingStorage{entered: make(chan struct{}, 4), release: make(chan struct{})}
 	e := newLimitsEnv(t, "tenants: [{id: a, token: ta}, {id: b, token: tb}]", WriteOptions{MaxConcurrent: 4, QueueTimeout: 50 * time.Millisecond}, st)
 	var release sync.Once
 	t.Cleanup(func() { release.Do(func() { close(st.release) }) }) // before the server closes
 	done := make(chan int, 4)
-	for i := range 2 {
+	for i := range 3 {
 		go func() {
 			resp, _ := e.push("ta", i, 1)
 			done <- resp.StatusCode
 		}()
 	}
-	<-st.entered
-	<-st.entered // tenant a holds its two slots
+	for range 3 {
+		<-st.entered // tenant a takes its three slots
+	}
 	third := make(chan string, 1)
 	go func() {
-		resp, body := e.push("ta", 2, 1)
+		resp, body := e.push("ta", 3, 1)
 		third <- fmt.Sprint(resp.StatusCode, " ", body)
 	}()
 	select {
 	case <-st.entered:
 		done <- 0 // it is answered once released
-		t.Fatal("tenant a's third request reached the store: one tenant holds more than half the slots")
+		t.Fatal("tenant a's fourth request reached the store: one tenant holds every slot")
 	case got := <-third:
-		if !strings.HasPrefix(got, "503 ") || !strings.Contains(got, "the tenant has 2 in progress") {
-			t.Fatalf("tenant a's third request: %s", got)
+		if !strings.HasPrefix(got, "503 ") || !strings.Contains(got, "the tenant has 3 in progress") {
+			t.Fatalf("tenant a's fourth request: %s", got)
 		}
 	}
 	go func() {
@@ -359,14 +361,18 @@ func TestOneTenantHoldsAtMostHalfTheSlots(t *testing.T) {
 	}()
 	<-st.entered // tenant b's request reaches the store
 	release.Do(func() { close(st.release) })
-	for range 3 {
+	for range 4 {
 		if code := <-done; code != 204 {
 			t.Fatalf("a request holding a slot: %d", code)
 		}
 	}
-	// The slots were given back: tenant a has its two again.
-	go func() { <-st.entered; <-st.entered }()
-	for i := range 2 {
+	// The slots were given back: tenant a has its three again.
+	go func() {
+		for range 3 {
+			<-st.entered
+		}
+	}()
+	for i := range 3 {
 		if resp, body := e.push("ta", 10+i, 1); resp.StatusCode != 204 {
 			t.Fatalf("after the slots freed: %d %s", resp.StatusCode, body)
 		}

@@ -159,7 +159,7 @@ func NewWriteHandler(s *Settings, st Storage, opts WriteOptions, logger *slog.Lo
 		opts.Decoding = new(turns.Turns)
 	}
 	h := &WriteHandler{storage: st, opts: opts, slots: make(chan struct{}, opts.MaxConcurrent), logger: logger, decoding: opts.Decoding}
-	h.tenants.slots = opts.MaxConcurrent / 2
+	h.tenants.slots = opts.MaxConcurrent * 3 / 4
 	h.metrics = newWriteMetrics(reg, h)
 	h.settings.Store(s)
 	h.inputs.New = func() any { return new(input) }
@@ -520,10 +520,10 @@ func (h *WriteHandler) appendSamples(st *writeState, s *remotewrite.Series, maxT
 }
 
 // acquire takes one of the tenant's slots, then one of the handler's,
-// waiting at most the queue timeout for both. A tenant holds at most half
-// the handler's slots: a sender catching up with up to its max_shards
-// requests at once, or a tenant whose owner is slow to answer, leaves the
-// other tenants room.
+// waiting at most the queue timeout for both. A tenant holds at most three
+// quarters of the handler's slots: a sender catching up with up to its
+// max_shards requests at once (50 by default, against 64 slots), or a
+// tenant whose owner is slow to answer, leaves the other tenants room.
 func (h *WriteHandler) acquire(r *http.Request, ten *tenantState) error {
 	var timer *time.Timer
 	defer func() {
