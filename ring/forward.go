@@ -42,6 +42,11 @@ type Appender interface {
 // is the owner. The sender answers 503 and its client retries.
 var ErrOwnerUnavailable = errors.New("owner unavailable")
 
+// errUnreachable is matched, besides ErrOwnerUnavailable, when the owner
+// did not answer at all (refused, reset, timed out): not a refusal of the
+// one batch, as an answer would be.
+var errUnreachable = errors.New("unreachable")
+
 // RouterOptions configure a Router.
 type RouterOptions struct {
 	// Secret authenticates this instance to its peers (ring.secret_file).
@@ -164,7 +169,7 @@ func (r *Router) Forward(ctx context.Context, m Member, b *head.Batch) error {
 	r.metrics.duration.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
 		r.metrics.errors.WithLabelValues(m.Name).Inc()
-		return fmt.Errorf("%w: forward to %s: %v", ErrOwnerUnavailable, m.Name, err)
+		return fmt.Errorf("%w: %w: forward to %s: %v", ErrOwnerUnavailable, errUnreachable, m.Name, err)
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	resp.Body.Close()

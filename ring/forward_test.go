@@ -238,6 +238,47 @@ func (d *pushingDropper) Drop(ss []*head.Series, ts []int64) (int, error) {
 	return d.headDropper.Drop(ss, ts)
 }
 
+// TestHandoffGoesOnPastARefusal: an owner that answers, refusing some
+// tenants (its ring disagrees about them), is still handed the tenants it
+// takes in the same run; only one that does not answer is left for the
+// next.
+func TestHandoffGoesOnPastARefusal(t *testing.T) {
+	insts, grown := joining(t)
+	ctx := context.Background()
+	for k := range 40 {
+		if err := insts[0].router.Append(ctx, testBatch(fmt.Sprintf("cluster-%d", k), 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insts[0].cur.Store(grown)
+	// gw-1 knows of a third member, which takes a third of its tenants.
+	ms := grown.MemberList()
+	other, err := New([]Member{ms[0], ms[1], {Name: "gw-2", URL: "http://127.0.0.1:1"}}, "gw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts[1].cur.Store(other)
+	agree, refused := 0, 0
+	for k := range 40 {
+		tenant := fmt.Sprintf("cluster-%d", k)
+		if o, _ := grown.Owner(tenant); o.Name != "gw-1" {
+			continue
+		}
+		if _, self := other.Owner(tenant); self {
+			agree++
+		} else {
+			refused++
+		}
+	}
+	if agree < 2 || refused < 2 {
+		t.Fatalf("%d tenants gw-1 takes, %d it refuses: want a few of each", agree, refused)
+	}
+	n, err := insts[0].router.Handoff(ctx, insts[0].head, headDropper{insts[0].head}, func(string) int { return 0 })
+	if n != 3*agree || !errors.Is(err, ErrOwnerUnavailable) {
+		t.Fatalf("moved %d series (%v), want the %d of the %d tenants gw-1 takes", n, err, 3*agree, agree)
+	}
+}
+
 // TestHandoffKeepsASamplePushedWhileItRan: a sample committed here after
 // the handoff read the one it forwarded is not dropped with its series;
 // the next handoff forwards it.

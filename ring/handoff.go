@@ -69,8 +69,10 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 	clear(part)
 	moved := 0
 	var firstErr error
-	// An owner that could not take a batch is not tried again in this run:
-	// each try may wait the forward timeout, with the pin held.
+	// An owner that did not answer is not tried again in this run: each
+	// try may wait the forward timeout, with the pin held. One that
+	// answered, refusing a tenant's batch (a ring it does not agree with
+	// yet, say), is tried with its other tenants.
 	down := map[string]bool{}
 	for tenant, ss := range byTenant {
 		owner, _ := ring.Owner(tenant)
@@ -101,7 +103,7 @@ func (r *Router) Handoff(ctx context.Context, src HandoffSource, drop Dropper, m
 				if firstErr == nil {
 					firstErr = fmt.Errorf("hand tenant %q off to %s: %w", tenant, owner.Name, err)
 				}
-				down[owner.Name] = true
+				down[owner.Name] = errors.Is(err, errUnreachable)
 				break // this tenant stays here for now
 			}
 			// Handed off (series the new owner refuses by its limit are
