@@ -400,10 +400,6 @@ func (t *Tenant) Validate() error {
 		return fmt.Errorf("tenant %q: set token or token_sha256, not both", t.ID)
 	case t.Token == "" && t.TokenSHA256 == "":
 		return fmt.Errorf("tenant %q: token or token_sha256 is required", t.ID)
-	case t.Token != strings.TrimSpace(t.Token):
-		// A bearer token is read trimmed, by fedgate and by Prometheus'
-		// credentials_file: such a token could never match one.
-		return fmt.Errorf("tenant %q: token has leading or trailing white space", t.ID)
 	case t.TokenSHA256 != "":
 		if b, err := hex.DecodeString(t.TokenSHA256); err != nil || len(b) != 32 {
 			return fmt.Errorf("tenant %q: token_sha256 must be 64 hex digits", t.ID)

@@ -66,7 +66,6 @@ func TestParseRefuses(t *testing.T) {
 		"infinite rate":           "limits: {ingestion_rate: .inf}",
 		"tenant NaN rate":         "tenants: [{id: a, token: t, limits: {ingestion_rate: .NaN}}]",
 		"empty token's digest":    "tenants: [{id: a, token_sha256: E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855}]",
-		"padded token":            "tenants: [{id: a, token: ' t '}]",
 		"id over the value limit": "tenants: [{id: abcdef, token: t, limits: {max_label_value_length: 5}}]",
 	}
 	for name, y := range cases {
