@@ -137,8 +137,8 @@
 //   - Replay syncs the directory before it removes any file, and every
 //     segment it read before the Storage is ready: what a crash left in the
 //     page cache only is read like the rest, and nothing is acknowledged on
-//     the account of bytes that may not last. A new log's directory entry
-//     is synced when it is made.
+//     the account of bytes that may not last. Open syncs the directories
+//     that hold the log's, every time.
 //   - A delta's series records plus its base hold the labels of every series
 //     the delta gives a sample: the WAL records on each series the full
 //     checkpoint its record went to (head.Series.Base), and writes into a

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -94,12 +93,14 @@ type appendState struct {
 func Open(dir string, hd *head.Head, opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, error) {
 	opts.defaults()
 	s := &Storage{dir: filepath.Join(dir, "wal"), head: hd, opts: opts, logger: logger, m: newMetrics(reg)}
-	_, statErr := os.Stat(s.dir)
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open wal: %w", err)
 	}
-	if errors.Is(statErr, fs.ErrNotExist) { // its name in dir must last as its files do
-		if err := s.opts.syncPath(dir); err != nil {
+	// The log's name in dir, and dir's in its parent, must last as its
+	// files do: synced at every open, since a crash may have come between
+	// a previous open's MkdirAll and its syncs.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := s.opts.syncPath(d); err != nil {
 			return nil, fmt.Errorf("open wal: %w", err)
 		}
 	}
