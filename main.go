@@ -18,11 +18,10 @@ import (
 	"syscall"
 	"time"
 
-	promcfg "github.com/prometheus/common/config"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	promcfg "github.com/prometheus/common/config"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/fedgate/fedgate/gateway"

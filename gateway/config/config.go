@@ -14,7 +14,6 @@ import (
 	"time"
 
 	promcfg "github.com/prometheus/common/config"
-
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
