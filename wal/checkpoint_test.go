@@ -391,7 +391,7 @@ func TestDeltaReplayKeepsSeriesWithRefsPastAMillion(t *testing.T) {
 		ss = append(ss, scratch.Restore(r, "a", labelsOf("a", i)))
 	}
 	var sw samplesWriter
-	rec, _ := appendSeriesRecord(nil, ss)
+	rec, _ := appendSeriesRecord(nil, ss, recordSplit)
 	sw.begin(rec, now)
 	for _, r := range refs {
 		sw.add(r, now, float64(now))

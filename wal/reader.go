@@ -34,6 +34,7 @@ var (
 
 // reader reads the records of one file in order.
 type reader struct {
+	max    int // the largest record length taken, maxRecord but in tests
 	name   string
 	r      *bufio.Reader
 	offset int64 // where the next record starts
@@ -42,7 +43,7 @@ type reader struct {
 }
 
 func newReader(name string, r io.Reader, buf []byte) *reader {
-	return &reader{name: name, r: bufio.NewReaderSize(r, 1<<20), buf: buf}
+	return &reader{max: maxRecord, name: name, r: bufio.NewReaderSize(r, 1<<20), buf: buf}
 }
 
 // next returns the next record's type and payload, valid until the next
@@ -63,7 +64,7 @@ func (r *reader) next() (byte, []byte, error) {
 	if length == 0 {
 		return 0, nil, r.corrupt(errZero)
 	}
-	if int64(length) > int64(maxRecord) {
+	if int64(length) > int64(r.max) {
 		return 0, nil, r.corrupt(errLength)
 	}
 	body, err := r.readBody(int(length))

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,8 +26,9 @@ const headerSize = 8 // length uint32, crc uint32; the type byte is counted in l
 // start a new series or samples record once one holds recordSplit bytes,
 // and an entry is far smaller than the difference, however large the
 // request (a record's entries can take more bytes than the request held
-// them in: a tenant per series, wider samples). Variables for tests.
-var (
+// them in: a tenant per series, wider samples). Options carries both, for
+// tests to lower.
+const (
 	maxRecord   = 256 << 20
 	recordSplit = 16 << 20
 )
@@ -48,8 +50,8 @@ func finish(b []byte, start int) []byte {
 }
 
 // appendSeriesRecord appends series records for ss, a new one each time
-// one holds recordSplit bytes, and returns how many.
-func appendSeriesRecord(b []byte, ss []*head.Series) ([]byte, int) {
+// one holds split bytes, and returns how many.
+func appendSeriesRecord(b []byte, ss []*head.Series, split int) ([]byte, int) {
 	records := 0
 	for len(ss) > 0 {
 		var start int
@@ -58,7 +60,7 @@ func appendSeriesRecord(b []byte, ss []*head.Series) ([]byte, int) {
 		countAt := len(b)
 		b = append(b, make([]byte, countWidth)...)
 		n := 0
-		for n < len(ss) && len(b)-start < recordSplit {
+		for n < len(ss) && len(b)-start < split {
 			s := ss[n]
 			b = binary.AppendUvarint(b, s.Ref())
 			t := s.Tenant()
@@ -169,9 +171,10 @@ type samplesWriter struct {
 	// countAt is where the count placeholder sits; the count is written as
 	// a fixed-width uvarint (padded) once known.
 	countAt int
-	// split counts the records add ended for their size (see
-	// recordSplit) since its user last zeroed it.
-	split int
+	// split is the size at which add ends a record and starts another
+	// (0: recordSplit); splits counts those it ended since its user last
+	// zeroed it.
+	split, splits int
 }
 
 const countWidth = 5 // a padded uvarint of up to 2^35-1 samples
@@ -186,9 +189,9 @@ func (w *samplesWriter) begin(b []byte, base int64) {
 }
 
 func (w *samplesWriter) add(ref uint64, t int64, v float64) {
-	if w.count > 0 && len(w.b)-w.start >= recordSplit {
+	if w.count > 0 && len(w.b)-w.start >= cmp.Or(w.split, recordSplit) {
 		w.begin(w.end(), w.base)
-		w.split++
+		w.splits++
 	}
 	w.b = binary.AppendUvarint(w.b, ref)
 	w.b = binary.AppendVarint(w.b, t-w.base)

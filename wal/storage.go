@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,8 @@ type Options struct {
 	// syncPath syncs a file or directory that replay found; tests watch
 	// it here.
 	syncPath func(path string) error
+	// maxRecord and recordSplit, lowered by tests (0: the constants).
+	maxRecord, recordSplit int
 }
 
 func (o *Options) defaults() {
@@ -47,6 +50,8 @@ func (o *Options) defaults() {
 	if o.syncPath == nil {
 		o.syncPath = syncDir // os.File.Sync: a directory or a file alike
 	}
+	o.maxRecord = cmp.Or(o.maxRecord, maxRecord)
+	o.recordSplit = cmp.Or(o.recordSplit, recordSplit)
 }
 
 // ErrNotReady is returned by Append before replay has finished and after
@@ -146,11 +151,11 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 	records := 1
 	if len(st.fresh) > 0 {
 		var n int
-		buf, n = appendSeriesRecord(buf, st.fresh)
+		buf, n = appendSeriesRecord(buf, st.fresh, s.opts.recordSplit)
 		records += n
 	}
+	st.sw.split, st.sw.splits = s.opts.recordSplit, 0
 	st.sw.begin(buf, first)
-	st.sw.split = 0
 	for i, x := range st.ss {
 		if x == nil {
 			continue
@@ -163,7 +168,7 @@ func (s *Storage) Append(_ context.Context, b *head.Batch) error {
 		return limitErr // nothing holdable: refused, or every sample past retention
 	}
 	st.buf = st.sw.end()
-	records += st.sw.split
+	records += st.sw.splits
 	if err := s.log.commit(st.buf); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
@@ -382,6 +387,7 @@ func (s *Storage) replayFile(name string, refs *refIndex, buf *[]byte, cp *check
 	}
 	defer f.Close()
 	r := newReader(name, f, *buf)
+	r.max = s.opts.maxRecord
 	defer func() { *buf = r.buf }()
 	unknown := 0
 	for {
@@ -884,7 +890,7 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 			return nil
 		}
 		if len(fresh) > 0 {
-			buf, _ = appendSeriesRecord(buf, fresh)
+			buf, _ = appendSeriesRecord(buf, fresh, s.opts.recordSplit)
 		}
 		if len(chunk) == 0 { // a delta of an empty head: its base record
 			w, err := f.Write(buf)
@@ -892,6 +898,7 @@ func (s *Storage) writeCheckpoint(n, base int, ctx context.Context) (int64, chec
 			buf = buf[:0]
 			return err
 		}
+		sw.split = s.opts.recordSplit
 		sw.begin(buf, ts[0])
 		for i, x := range chunk {
 			sw.add(x.Ref(), ts[i], vs[i])

@@ -431,9 +431,8 @@ func TestReplaySyncsWhatItRead(t *testing.T) {
 // would make records larger than a reader takes is written in several,
 // by Append and by a checkpoint alike, and all of it replays.
 func TestLargeBatchesAreSplitIntoRecords(t *testing.T) {
-	defer func(m, s int) { maxRecord, recordSplit = m, s }(maxRecord, recordSplit)
-	maxRecord, recordSplit = 64<<10, 8<<10
 	e := newEnv(t)
+	e.opts.maxRecord, e.opts.recordSplit = 64<<10, 8<<10
 	st, _, reg := e.open()
 	now := e.clock.t.UnixMilli()
 	const n = 3000 // series records of about 100 KB, samples of about 90 KB
