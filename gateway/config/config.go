@@ -340,9 +340,10 @@ func (f *File) Validate() error {
 	return nil
 }
 
-// ParseSelector parses a series selector as the allowlist and /federate
-// take it: PromQL syntax and, as in PromQL, at least one matcher that does
-// not match the empty string (a selector may not match every series).
+// ParseSelector parses a series selector as the allowlist takes it: PromQL
+// syntax and, as in PromQL, at least one matcher that does not match the
+// empty string (an allowlist entry may not keep every series by accident).
+// /federate takes match[] as Prometheus' does, without that rule.
 func ParseSelector(sel string) ([]*labels.Matcher, error) {
 	ms, err := parser.ParseMetricSelector(sel)
 	if err != nil {

@@ -3,8 +3,10 @@
 // format 0.0.4, for a central Prometheus scraping with honor_labels: true.
 //
 // It mirrors Prometheus' own /federate: several match[] selectors are a
-// union, no selector is an empty 200, a bad one is a 400; each series carries
-// an explicit millisecond timestamp; families are grouped by metric name,
+// union, no selector is an empty 200, a bad one is a 400, one whose
+// matchers all match the empty string selects every series ("{}", with
+// none, selects none); each series carries an explicit millisecond
+// timestamp; families are grouped by metric name,
 // sorted, each under a "# TYPE name untyped" line; a series without an
 // instance label gets instance="" so that honor_labels keeps its identity
 // instead of the scrape's own instance label. Stale series (newest sample a

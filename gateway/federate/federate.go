@@ -15,8 +15,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/fedgate/fedgate/gateway/config"
 	"github.com/fedgate/fedgate/wal/head"
 )
 
@@ -202,12 +202,19 @@ type selector struct {
 	others []*labels.Matcher
 }
 
+// parseSelectors parses the match[] arguments as Prometheus' /federate
+// does (parser.ParseMetricSelector): matchers that all match the empty
+// string, as in {__name__=~".*"}, are taken, and select every series; "{}",
+// with none, selects none, as Prometheus' storage gives none for it.
 func parseSelectors(args []string) ([]selector, error) {
 	sels := make([]selector, 0, len(args))
 	for _, a := range args {
-		ms, err := config.ParseSelector(a)
+		ms, err := parser.ParseMetricSelector(a)
 		if err != nil {
-			return nil, fmt.Errorf("match[]: %w", err)
+			return nil, fmt.Errorf("match[]: bad selector %q: %w", a, err)
+		}
+		if len(ms) == 0 {
+			continue
 		}
 		var s selector
 		for _, m := range ms {

@@ -202,7 +202,16 @@ func TestFederateSelectors(t *testing.T) {
 	if w, body := get(t, h, false); w.Code != 200 || body != "" {
 		t.Errorf("no match[]: got %d %q, want an empty 200", w.Code, body)
 	}
-	for _, bad := range []string{`up{`, `{}`, `{job=~".*"}`, `rate(up[5m])`, `{job=~"("}`} {
+	// As Prometheus: matchers that all match the empty string select every
+	// series; "{}" selects none.
+	all := []string{`go_goroutines{cluster_id="b", instance="", job="agent"}`, `node_load1{cluster_id="a", instance="", job="node"}`, `up{cluster_id="a", instance="", job="node"}`, `up{cluster_id="b", instance="", job="agent"}`}
+	for match, want := range map[string][]string{`{__name__=~".*"}`: all, `{job=~".*"}`: all, `{}`: nil, `{}&match[]=up`: {all[2], all[3]}} {
+		ms := strings.Split(match, "&match[]=")
+		if w, body := get(t, h, false, ms...); w.Code != 200 || !slices.Equal(names(body), want) {
+			t.Errorf("match %q: got %d %q, want %q", ms, w.Code, names(body), want)
+		}
+	}
+	for _, bad := range []string{`up{`, `rate(up[5m])`, `{job=~"("}`} {
 		if w, body := get(t, h, false, bad); w.Code != 400 || strings.Count(body, "\n") > 1 {
 			t.Errorf("match %q: got %d %q, want a one-line 400", bad, w.Code, body)
 		}
