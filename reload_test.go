@@ -20,6 +20,31 @@ import (
 	"github.com/fedgate/fedgate/wal/head"
 )
 
+// startReloader loads path as main does (ringSelf as --ring.self) and
+// returns its reloader and the write handler it applies reloads to,
+// logging to log.
+func startReloader(t *testing.T, path, ringSelf string, log io.Writer) (*reloader, *gateway.WriteHandler) {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ringSelf != "" {
+		cfg.Ring.Self = ringSelf
+	}
+	settings, err := gateway.NewSettings(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(log, nil))
+	reg := prometheus.NewRegistry()
+	hd := head.New(head.Options{Retention: time.Minute}, reg)
+	writes := gateway.NewWriteHandler(settings, hd, gateway.WriteOptions{Head: hd}, logger, reg)
+	rl := newReloader(path, cfg, writes, logger, reg)
+	rl.ringSelf = ringSelf
+	return rl, writes
+}
+
 func TestReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fedgate.yml")
 	write := func(s string) {
@@ -29,19 +54,7 @@ func TestReload(t *testing.T) {
 		}
 	}
 	write("tenants: [{id: a, token: token-a}]")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings, err := gateway.NewSettings(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := prometheus.NewRegistry()
-	hd := head.New(head.Options{Retention: time.Minute}, reg)
-	writes := gateway.NewWriteHandler(settings, hd, gateway.WriteOptions{Head: hd}, logger, reg)
-	rl := newReloader(path, cfg, writes, logger, reg)
+	rl, writes := startReloader(t, path, "", io.Discard)
 
 	status := func(token string) int {
 		r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, nil)))
@@ -93,21 +106,8 @@ func TestReloadKeepsRingAndStorageAsStarted(t *testing.T) {
 		}
 	}
 	file("1h")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Ring.Self = "gw-0" // --ring.self, as main applies it
-	settings, err := gateway.NewSettings(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var log bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&log, nil))
-	reg := prometheus.NewRegistry()
-	hd := head.New(head.Options{Retention: time.Minute}, reg)
-	rl := newReloader(path, cfg, gateway.NewWriteHandler(settings, hd, gateway.WriteOptions{Head: hd}, logger, reg), logger, reg)
-	rl.ringSelf = "gw-0"
+	rl, _ := startReloader(t, path, "gw-0", &log)
 
 	if err := rl.reload(); err != nil || bytes.Contains(log.Bytes(), []byte("only at restart")) {
 		t.Fatalf("reload of the same file: %v; log %q", err, log.String())

@@ -200,16 +200,23 @@ func TestForwardFailures(t *testing.T) {
 }
 
 // joining returns two instances with gw-0 alone in its ring, as before
-// gw-1 joins, and the ring of both, which the test stores in gw-0 when it
-// has gw-1 join.
-func joining(t *testing.T) ([]*instance, *Ring) {
+// gw-1 joins, holding tenants cluster-0, cluster-1, ... with series
+// series each, and the ring of both, which the test stores in gw-0 when
+// it has gw-1 join.
+func joining(t *testing.T, tenants, series int) ([]*instance, *Ring) {
 	t.Helper()
 	insts := newInstances(t, 2, "peer-secret")
 	solo, err := New([]Member{{Name: "gw-0", URL: insts[0].srv.URL}}, "gw-0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return insts, insts[0].cur.Store(solo)
+	grown := insts[0].cur.Store(solo)
+	for k := range tenants {
+		if err := insts[0].router.Append(context.Background(), testBatch(fmt.Sprintf("cluster-%d", k), series)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return insts, grown
 }
 
 type headDropper struct{ h *head.Head }
@@ -243,13 +250,8 @@ func (d *pushingDropper) Drop(ss []*head.Series, ts []int64) (int, error) {
 // takes in the same run; only one that does not answer is left for the
 // next.
 func TestHandoffGoesOnPastARefusal(t *testing.T) {
-	insts, grown := joining(t)
+	insts, grown := joining(t, 40, 3)
 	ctx := context.Background()
-	for k := range 40 {
-		if err := insts[0].router.Append(ctx, testBatch(fmt.Sprintf("cluster-%d", k), 3)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	insts[0].cur.Store(grown)
 	// gw-1 knows of a third member, which takes a third of its tenants.
 	ms := grown.MemberList()
@@ -283,7 +285,7 @@ func TestHandoffGoesOnPastARefusal(t *testing.T) {
 // the handoff read the one it forwarded is not dropped with its series;
 // the next handoff forwards it.
 func TestHandoffKeepsASamplePushedWhileItRan(t *testing.T) {
-	insts, grown := joining(t)
+	insts, grown := joining(t, 0, 0)
 	ctx := context.Background()
 	tenant := ""
 	for k := 0; tenant == ""; k++ {
@@ -329,14 +331,11 @@ func TestHandoffKeepsASamplePushedWhileItRan(t *testing.T) {
 // TestHandoffOnGrowth: gw-0 holds every tenant; gw-1 joins at the end;
 // the tenants that move are handed to gw-1 and leave gw-0, the rest stay.
 func TestHandoffOnGrowth(t *testing.T) {
-	insts, grown := joining(t)
+	insts, grown := joining(t, 40, 3)
 	ctx := context.Background()
 	tenants := make([]string, 40)
 	for k := range tenants {
 		tenants[k] = fmt.Sprintf("cluster-%d", k)
-		if err := insts[0].router.Append(ctx, testBatch(tenants[k], 3)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	insts[0].cur.Store(grown)
 	moved, err := insts[0].router.Handoff(ctx, insts[0].head, headDropper{insts[0].head}, func(string) int { return 0 })
@@ -371,13 +370,8 @@ func TestHandoffOnGrowth(t *testing.T) {
 // TestHandoffKeepsWhatCannotMove: an unreachable new owner leaves the
 // tenant's series where they are, and says so.
 func TestHandoffKeepsWhatCannotMove(t *testing.T) {
-	insts, grown := joining(t)
+	insts, grown := joining(t, 20, 2)
 	ctx := context.Background()
-	for k := range 20 {
-		if err := insts[0].router.Append(ctx, testBatch(fmt.Sprintf("cluster-%d", k), 2)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	insts[0].cur.Store(grown)
 	insts[1].srv.Close()
 	before := insts[0].head.NumSeries()
@@ -463,13 +457,8 @@ func (c *partCounter) AppendSeriesPart(dst []*head.Series, part int) []*head.Ser
 // allocation a minute at a million series); with some moved, it walks
 // the head once.
 func TestHandoffWithNothingToMoveReadsNoSeries(t *testing.T) {
-	insts, grown := joining(t)
+	insts, grown := joining(t, 40, 3)
 	ctx := context.Background()
-	for k := range 40 {
-		if err := insts[0].router.Append(ctx, testBatch(fmt.Sprintf("cluster-%d", k), 3)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	src := &partCounter{Head: insts[0].head}
 	if n, err := insts[0].router.Handoff(ctx, src, headDropper{insts[0].head}, func(string) int { return 0 }); n != 0 || err != nil || src.parts != 0 {
 		t.Fatalf("every tenant owned: moved %d (%v), read %d parts; want 0, nil, 0", n, err, src.parts)
