@@ -194,7 +194,7 @@ func (s *Storage) Replay() error {
 		return fmt.Errorf("replay: %w", err)
 	}
 	// A crash between a checkpoint's rename and the sync of the directory
-	// leaves a rename that may not last: made to, before anything is
+	// leaves a rename that may not last: synced now, before anything is
 	// removed on its account.
 	if err := s.opts.syncPath(s.dir); err != nil {
 		return fmt.Errorf("replay: %w", err)
